@@ -1,0 +1,104 @@
+"""Codecs turn messages into bytes and back. JSON is the default: readable with any MQTT client."""
+
+import json
+from typing import Annotated, Protocol
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from protocols.commands import Telecommand
+from protocols.events import Alarm, Event, Rejection, RejectionCode
+from protocols.system import ClockState, ScenarioProgress, ServiceStatus
+from protocols.telemetry import (
+    ArmHousekeeping,
+    AscentHousekeeping,
+    DrillHousekeeping,
+    RelayHousekeeping,
+)
+from protocols.verification import VerificationReport
+
+Message = (
+    DrillHousekeeping
+    | ArmHousekeeping
+    | AscentHousekeeping
+    | RelayHousekeeping
+    | Event
+    | Alarm
+    | Rejection
+    | Telecommand
+    | VerificationReport
+    | ServiceStatus
+    | ClockState
+    | ScenarioProgress
+)
+MESSAGE_TYPES: tuple[type[Message], ...] = Message.__args__  # type: ignore[attr-defined]
+SCHEMA_NAMES: frozenset[str] = frozenset(
+    t.model_fields["schema_name"].default for t in MESSAGE_TYPES
+)
+
+_ADAPTER: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="schema_name")])
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid message; `code` says how far decoding got."""
+
+    def __init__(self, code: RejectionCode, reason: str, request_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.request_id = request_id
+
+
+class Codec(Protocol):
+    name: str
+
+    def encode(self, message: Message) -> bytes: ...
+
+    def decode(self, payload: bytes) -> Message: ...
+
+
+def excerpt(payload: bytes, limit: int = 200) -> str:
+    """A printable, bounded view of a payload for rejection reports."""
+    text = payload[:limit].decode("utf-8", errors="backslashreplace")
+    return text + ("…" if len(payload) > limit else "")
+
+
+class JsonCodec:
+    name = "json"
+
+    def encode(self, message: Message) -> bytes:
+        return message.model_dump_json().encode()
+
+    def decode(self, payload: bytes) -> Message:
+        try:
+            raw = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DecodeError(RejectionCode.MALFORMED, f"not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise DecodeError(RejectionCode.MALFORMED, f"expected a JSON object, got {type(raw).__name__}")
+        schema = raw.get("schema_name")
+        request_id = raw.get("request_id") if isinstance(raw.get("request_id"), str) else None
+        if schema not in SCHEMA_NAMES:
+            raise DecodeError(
+                RejectionCode.UNKNOWN_SCHEMA, f"unknown schema_name {schema!r}", request_id=request_id
+            )
+        try:
+            return _ADAPTER.validate_python(raw)
+        except ValidationError as exc:
+            raise DecodeError(RejectionCode.INVALID, _summarise(exc), request_id=request_id) from None
+
+
+def _summarise(error: ValidationError, most: int = 5) -> str:
+    items = error.errors(include_url=False)
+    lines = [f"{'.'.join(str(p) for p in e['loc'][1:]) or '(root)'}: {e['msg']}" for e in items[:most]]
+    more = f" (+{len(items) - most} more)" if len(items) > most else ""
+    return "; ".join(lines) + more
+
+
+CODECS: dict[str, Codec] = {"json": JsonCodec()}
+
+
+def get_codec(name: str) -> Codec:
+    try:
+        return CODECS[name]
+    except KeyError:
+        raise ValueError(f"unknown codec {name!r}; known: {', '.join(CODECS)}") from None

@@ -1,0 +1,55 @@
+"""The ascent vehicle: lifts off from the lander, reaches lunar orbit, phases, docks, hands over."""
+
+from dataclasses import asdict
+from typing import Any
+
+from hardware_sim.hal import AscentVehicle
+from protocols.commands import Ignite, OrbitAdjust
+from protocols.events import Event
+from protocols.nodes import Node
+from protocols.telemetry import AscentHousekeeping, Housekeeping
+from services.device_node import CommandBinding, DeviceNode
+from services.mission import Timing
+from services.runtime.bus import IncomingMessage
+from services.runtime.service import ServiceRuntime
+
+
+class AscentVehicleNode(DeviceNode):
+    def __init__(self, runtime: ServiceRuntime, vehicle: AscentVehicle, timing: Timing) -> None:
+        super().__init__(runtime, [vehicle], timing)
+        self.vehicle = vehicle
+        runtime.bus.subscribe(runtime.topics.ev(self.side, Node.LANDER_ARM), self._on_arm_event, qos=1)
+
+    def bindings(self) -> dict[str, CommandBinding]:
+        vehicle = self.vehicle
+
+        def ignite(args: Ignite) -> None:
+            vehicle.ignite(args.target_perilune_km, args.target_apolune_km)
+
+        def orbit_adjust(args: OrbitAdjust) -> None:
+            vehicle.orbit_adjust(args.perilune_km, args.apolune_km)
+
+        return {
+            "CHECKOUT": CommandBinding(lambda _: vehicle.self_test(), completes_on="self_test_passed"),
+            "ARM": CommandBinding(lambda _: vehicle.arm()),
+            "IGNITE": CommandBinding(
+                ignite,
+                completes_on="orbit_insertion",
+                progress_on=("liftoff", "engine_cutoff"),
+            ),
+            "ORBIT_ADJUST": CommandBinding(orbit_adjust, completes_on="orbit_adjusted"),
+            "START_APPROACH": CommandBinding(lambda _: vehicle.start_approach(), completes_on="docked"),
+            "TRANSFER_SAMPLE": CommandBinding(
+                lambda _: vehicle.transfer_sample(), completes_on="sample_transferred"
+            ),
+        }
+
+    async def _on_arm_event(self, message: IncomingMessage) -> None:
+        event = await self.runtime.decode(message, Event, reject=False)
+        if event is not None and event.event == "container_transferred":
+            await self.advance(self.runtime.clock.now())
+            self.vehicle.load_sample(float(event.data["mass_g"]))
+            self.runtime.log.info("sample_container_loaded", mass_g=event.data["mass_g"])
+
+    def housekeeping(self) -> tuple[type[Housekeeping], dict[str, Any]]:
+        return AscentHousekeeping, asdict(self.vehicle.state())

@@ -1,0 +1,163 @@
+"""The composition root of one service process: devices from the mission profile, runtime, service.
+
+Everything below receives what it needs as arguments; only this module decides which HAL backend,
+bus, clock and archive a service gets.
+"""
+
+import asyncio
+import contextlib
+import signal
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from hardware_sim.backends import build_device
+from hardware_sim.hal import Device
+from protocols.nodes import Node, Side
+from protocols.system import ScenarioProgress, ScenarioState
+from services.ascent_vehicle import AscentVehicleNode
+from services.ground_control.archive import Archive
+from services.ground_control.report import write_report
+from services.ground_control.scenario import Phase, load_scenario
+from services.ground_control.scenario_runner import ScenarioRunner
+from services.ground_control.service import GroundControl
+from services.lander_arm import LanderArmNode
+from services.lander_drill import LanderDrillNode
+from services.mission import MissionProfile
+from services.relay_satellite import RelaySatellite
+from services.runtime.service import ServiceRuntime
+
+DEVICES_OF: dict[Node, tuple[str, ...]] = {
+    Node.LANDER_DRILL: ("drill",),
+    Node.LANDER_ARM: ("arm", "container", "flag"),
+    Node.ASCENT_VEHICLE: ("ascent",),
+    Node.RELAY_SATELLITE: ("relay",),
+    Node.GROUND_CONTROL: (),
+}
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    node: Node
+    broker_url: str
+    mission: str
+    profile: MissionProfile
+    seed: int = 1
+    rate: float = 100.0
+    codec: str = "json"
+    scenario: Path | None = None
+    report_dir: Path = Path("reports")
+    broker_label: str = ""
+
+
+def build_devices(options: ServiceOptions, start_time: float) -> dict[str, Device]:
+    devices = {}
+    for kind in DEVICES_OF[options.node]:
+        config = options.profile.devices.get(kind)
+        if config is None:
+            raise ValueError(f"mission profile has no device '{kind}' (needed by {options.node})")
+        seed = options.seed ^ zlib.crc32(kind.encode())
+        devices[kind] = build_device(kind, config.backend, config.params, seed, start_time)
+    return devices
+
+
+async def run_service(options: ServiceOptions) -> int:
+    """Run one service until SIGTERM/SIGINT (or, for ground control with a scenario, until it ends)."""
+    node = options.node
+    backends = {kind: options.profile.devices[kind].backend for kind in DEVICES_OF[node]}
+    structlog.contextvars.bind_contextvars(mission=options.mission, node=str(node))
+    runtime = ServiceRuntime(
+        node,
+        broker_url=options.broker_url,
+        mission=options.mission,
+        codec=options.codec,
+        backends=backends,
+        event_side=Side.GROUND if node in (Node.GROUND_CONTROL, Node.RELAY_SATELLITE) else Side.SPACE,
+    )
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main.cancel)
+    exit_code = 0
+    # Nodes subscribe before the runtime connects, so they are listening by the time their retained
+    # `online` tells ground control to start. Devices start at the mission epoch and are advanced to
+    # the clock's time on the first tick (a cheap jump while nothing moves).
+    devices = build_devices(options, options.profile.epoch)
+    node_main = None if node is Node.GROUND_CONTROL else _build_node(runtime, options, devices)
+    try:
+        async with runtime:
+            if node_main is None:
+                exit_code = await _ground_control(runtime, options)
+            else:
+                await node_main()
+    except asyncio.CancelledError:
+        runtime.log.info("service_stopped")
+    return exit_code
+
+
+def _build_node(runtime: ServiceRuntime, options: ServiceOptions, devices: dict[str, Device]
+                ) -> Callable[[], Awaitable[None]]:
+    timing = options.profile.timing
+    match options.node:
+        case Node.LANDER_DRILL:
+            return LanderDrillNode(runtime, devices["drill"], timing).run  # type: ignore[arg-type]
+        case Node.LANDER_ARM:
+            return LanderArmNode(runtime, devices["arm"], devices["container"],  # type: ignore[arg-type]
+                                 devices["flag"], timing).run  # type: ignore[arg-type]
+        case Node.ASCENT_VEHICLE:
+            return AscentVehicleNode(runtime, devices["ascent"], timing).run  # type: ignore[arg-type]
+        case Node.RELAY_SATELLITE:
+            return RelaySatellite(runtime, devices["relay"], timing).run  # type: ignore[arg-type]
+    raise ValueError(f"{options.node} is not a device node")
+
+
+async def _ground_control(runtime: ServiceRuntime, options: ServiceOptions) -> int:
+    directory = options.report_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    archive = Archive(directory / "archive.sqlite")
+    gc = GroundControl(runtime, options.profile, archive)
+    try:
+        async with asyncio.TaskGroup() as group:
+            housekeeping = group.create_task(gc.run())
+            if options.scenario is None:
+                await gc.start_clock(options.rate)
+                await asyncio.Future()  # serve until stopped
+            code = await _run_scenario(gc, options)
+            housekeeping.cancel()
+            return code
+    finally:
+        archive.close()
+
+
+async def _run_scenario(gc: GroundControl, options: ServiceOptions) -> int:
+    assert options.scenario is not None
+    scenario = load_scenario(options.scenario)
+    runtime = gc.runtime
+    await runtime.bus.wait_connected(timeout=30)
+    with contextlib.suppress(TimeoutError):
+        await gc.wait_until_services_online(timeout_s=60)
+    await gc.start_clock(options.rate)
+
+    async def progress(index: int, phase: Phase, step: str) -> None:
+        await runtime.publish(
+            runtime.topics.scenario, ScenarioProgress, qos=1, retain=True, scenario=scenario.name,
+            state=ScenarioState.RUNNING, phase=phase.name, phase_index=index,
+            phase_count=len(scenario.phases), step=step[:300], alarms=len(gc.alarms),
+        )
+
+    result = await ScenarioRunner(gc, scenario, progress).run()
+    report = write_report(gc, result, {"seed": options.seed, "rate": options.rate,
+                                       "broker": options.broker_label or options.broker_url,
+                                       "mission": options.mission}, options.report_dir)
+    await runtime.publish(
+        runtime.topics.scenario, ScenarioProgress, qos=1, retain=True, scenario=scenario.name,
+        state=ScenarioState.PASSED if report["passed"] else ScenarioState.FAILED,
+        phase_count=len(scenario.phases), phase_index=len(scenario.phases), alarms=len(gc.alarms),
+        report_path=str((options.report_dir / "report.json").resolve())[:1024],
+    )
+    await runtime.bus.flush(timeout=5)
+    return 0 if report["passed"] else 1

@@ -1,0 +1,222 @@
+"""The common life of a far-side node: execute telecommands through the HAL, report their verification
+after PUS service 1, step devices in simulated time, publish housekeeping and device events.
+
+A node subclass says only what is particular to it: its devices, how each command maps onto them
+(`CommandBinding`), how its housekeeping packet is filled, and how it reacts to other lander nodes.
+"""
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from hardware_sim.hal import Device, DeviceCommandError, DeviceEvent
+from protocols.commands import (
+    Telecommand,
+    UnknownCommand,
+    describe_validation_error,
+    parse_command_args,
+)
+from protocols.events import Event, RejectionCode, Severity
+from protocols.nodes import Side
+from protocols.telemetry import Housekeeping
+from protocols.verification import FailureCode, Stage, VerificationReport
+from services.mission import Timing
+from services.runtime.bus import IncomingMessage
+from services.runtime.clock import sleep_until_woken
+from services.runtime.service import ServiceRuntime
+
+_FAILURE_BY_DEVICE_CODE = {
+    "wrong_mode": FailureCode.WRONG_MODE,
+    "busy": FailureCode.BUSY,
+    "device_fault": FailureCode.DEVICE_FAULT,
+}
+
+
+@dataclass(frozen=True)
+class CommandBinding:
+    """How one telecommand runs on the node's devices.
+
+    `execute` calls the device and raises DeviceCommandError to fail the start stage. With no
+    `completes_on` the command completes as soon as it has started; otherwise the named device event
+    completes it, a `fails_on` event fails it, and each `progress_on` event reports a progress step.
+    """
+
+    execute: Callable[[Any], None]
+    completes_on: str | None = None
+    fails_on: tuple[str, ...] = ()
+    progress_on: tuple[str, ...] = ()
+
+
+@dataclass
+class _Pending:
+    command: Telecommand
+    binding: CommandBinding
+    progress: int = 0
+
+
+@dataclass
+class NodeCounters:
+    commands_received: int = 0
+    duplicates_ignored: int = 0
+    housekeeping_sent: int = 0
+    events_sent: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class DeviceNode:
+    """Base of the lander drill, lander arm and ascent vehicle services."""
+
+    side = Side.SPACE
+
+    def __init__(self, runtime: ServiceRuntime, devices: Sequence[Device], timing: Timing) -> None:
+        self.runtime = runtime
+        self.devices = list(devices)
+        self.timing = timing
+        self.node = runtime.node
+        self.topics = runtime.topics
+        self.counters = NodeCounters()
+        self._pending: dict[str, _Pending] = {}
+        self._seen_requests: dict[str, None] = {}
+        self._wake = asyncio.Event()
+        runtime.bus.subscribe(self.topics.tc(self.side, self.node), self._on_telecommand, qos=1)
+
+    # -- to be provided by each node ------------------------------------------------------------------
+    def bindings(self) -> dict[str, CommandBinding]:
+        raise NotImplementedError
+
+    def housekeeping(self) -> tuple[type[Housekeeping], dict[str, Any]]:
+        """The housekeeping model and its fields at the current device state."""
+        raise NotImplementedError
+
+    def on_device_event(self, event: DeviceEvent) -> None:
+        """React to one of this node's own device events (e.g. a scoop deposited into the container)."""
+
+    # -- main loop ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.runtime.clock.wait_ready()
+        self.runtime.log.info("node_running", devices=[d.kind for d in self.devices])
+        next_hk = self.runtime.clock.now()
+        while True:
+            now = self.runtime.clock.now()
+            await self.advance(now)
+            if now >= next_hk:
+                await self.publish_housekeeping()
+                period = self.timing.hk_period_s if self.active() else self.timing.idle_hk_period_s
+                # after a warp, report once and carry on rather than backfill what was skipped
+                next_hk = next_hk + period if next_hk + period > now else now + period
+            await sleep_until_woken(self.runtime.clock, next_hk, self._wake)
+
+    def active(self) -> bool:
+        return any(device.active() for device in self.devices)
+
+    async def advance(self, now: float) -> None:
+        """Step every device to `now` and publish what happened, in time order."""
+        events: list[DeviceEvent] = []
+        for device in self.devices:
+            device.advance(now)
+            events.extend(device.drain_events())
+        for event in sorted(events, key=lambda e: e.time):
+            self.on_device_event(event)
+            await self.publish_event(event)
+            await self._resolve_pending(event)
+
+    async def publish_housekeeping(self) -> None:
+        model, fields = self.housekeeping()
+        topic = self.topics.tm(self.side, self.node, "hk")
+        await self.runtime.publish(topic, model, qos=0, **fields)
+        self.counters.housekeeping_sent += 1
+
+    async def publish_event(self, event: DeviceEvent) -> None:
+        await self.runtime.publish(
+            self.runtime.event_topic,
+            Event,
+            qos=1,
+            event=event.name[:64],
+            severity=Severity(event.severity),
+            message=event.message[:500],
+            data=dict(event.data),
+        )
+        self.counters.events_sent += 1
+
+    # -- telecommands -------------------------------------------------------------------------------
+    async def _on_telecommand(self, message: IncomingMessage) -> None:
+        command = await self.runtime.decode(message, Telecommand)
+        if command is None:
+            return
+        if command.request_id in self._seen_requests:
+            # at-least-once delivery: a repeat of a request already handled changes nothing
+            self.counters.duplicates_ignored += 1
+            return
+        self._remember(command.request_id)
+        self.counters.commands_received += 1
+        log = self.runtime.log.bind(request_id=command.request_id, command=command.command)
+        if command.target != self.node:
+            await self._fail(command, Stage.ACCEPTANCE, FailureCode.WRONG_MODE, f"addressed to {command.target}")
+            await self.runtime.reject(message, RejectionCode.WRONG_TOPIC, "telecommand for another node",
+                                      command.request_id)
+            return
+        try:
+            args = parse_command_args(self.node, command.command, command.args)
+        except UnknownCommand as exc:
+            await self._fail(command, Stage.ACCEPTANCE, FailureCode.UNKNOWN_COMMAND, str(exc))
+            await self.runtime.reject(message, RejectionCode.UNKNOWN_COMMAND, str(exc), command.request_id)
+            return
+        except ValidationError as exc:
+            reason = describe_validation_error(exc)
+            await self._fail(command, Stage.ACCEPTANCE, FailureCode.INVALID_ARGUMENTS, reason)
+            await self.runtime.reject(message, RejectionCode.INVALID_ARGUMENTS, reason, command.request_id)
+            return
+        await self._report(command, Stage.ACCEPTANCE)
+        await self.advance(self.runtime.clock.now())
+        binding = self.bindings()[command.command]
+        try:
+            binding.execute(args)
+        except DeviceCommandError as exc:
+            code = _FAILURE_BY_DEVICE_CODE.get(exc.code, FailureCode.EXECUTION_FAILED)
+            log.info("command_refused", reason=str(exc))
+            await self._fail(command, Stage.START, code, str(exc))
+            return
+        await self._report(command, Stage.START)
+        log.info("command_started")
+        if binding.completes_on is None:
+            await self._report(command, Stage.COMPLETION)
+        else:
+            self._pending[command.request_id] = _Pending(command, binding)
+        self._wake.set()
+
+    async def _resolve_pending(self, event: DeviceEvent) -> None:
+        for request_id, pending in list(self._pending.items()):
+            binding = pending.binding
+            if event.name in binding.fails_on:
+                del self._pending[request_id]
+                await self._fail(pending.command, Stage.COMPLETION, FailureCode.DEVICE_FAULT,
+                                 f"{event.name}: {event.message}")
+            elif event.name == binding.completes_on:
+                del self._pending[request_id]
+                await self._report(pending.command, Stage.COMPLETION)
+            elif event.name in binding.progress_on:
+                pending.progress += 1
+                await self._report(pending.command, Stage.PROGRESS, progress_step=pending.progress)
+
+    async def _report(self, command: Telecommand, stage: Stage, **fields: Any) -> None:
+        await self.runtime.publish(
+            self.topics.ack(self.side, self.node),
+            VerificationReport,
+            qos=1,
+            request_id=command.request_id,
+            command=command.command,
+            stage=stage,
+            **fields,
+        )
+
+    async def _fail(self, command: Telecommand, stage: Stage, code: FailureCode, reason: str) -> None:
+        await self._report(command, stage, success=False, failure_code=code, reason=reason[:1000])
+
+    def _remember(self, request_id: str, most: int = 10_000) -> None:
+        self._seen_requests[request_id] = None
+        if len(self._seen_requests) > most:
+            del self._seen_requests[next(iter(self._seen_requests))]
+

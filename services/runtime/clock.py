@@ -1,0 +1,162 @@
+"""The mission's simulated clock: one master publishes it retained, every service follows it.
+
+Time is shared between processes as an anchor (simulated time at a wall time, and a rate) rather than
+as ticks, so a follower needs one message to know the time for as long as the rate holds, and a service
+that starts late or restarts is in step at once. A warp republishes with a later anchor; followers wake
+from their sleeps and see the jump.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from protocols.nodes import Node
+from protocols.system import ClockState
+
+WallClock = Callable[[], float]
+
+
+class SimClock:
+    """Follows the latest ClockState; `now()` is simulated Unix seconds."""
+
+    def __init__(self, wall: WallClock = time.time) -> None:
+        self._wall = wall
+        self._state: ClockState | None = None
+        self._changed = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    @property
+    def state(self) -> ClockState | None:
+        return self._state
+
+    @property
+    def ready(self) -> bool:
+        return self._state is not None
+
+    @property
+    def rate(self) -> float:
+        return self._state.rate if self._state else 1.0
+
+    @property
+    def epoch(self) -> float:
+        if self._state is None:
+            raise RuntimeError("the clock has not been received yet")
+        return self._state.epoch
+
+    def update(self, state: ClockState) -> None:
+        """Take a newer clock state; older generations (a stale retained copy) are ignored."""
+        if self._state is not None and state.generation < self._state.generation:
+            return
+        self._state = state
+        self._ready.set()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def now(self) -> float:
+        if self._state is None:
+            raise RuntimeError("the clock has not been received yet")
+        return self._state.sim_at(self._wall())
+
+    def mission_elapsed(self) -> float:
+        return self.now() - self.epoch
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def sleep_until(self, sim_time: float) -> None:
+        """Sleep until simulated time reaches `sim_time`, waking early to re-check on any clock change."""
+        await self.wait_ready()
+        while True:
+            assert self._state is not None
+            remaining = sim_time - self.now()
+            if remaining <= 0:
+                return
+            changed = self._changed
+            wall_delay = None if self._state.paused else remaining / self._state.rate
+            try:
+                await asyncio.wait_for(changed.wait(), wall_delay)
+            except TimeoutError:
+                pass
+
+    async def sleep(self, sim_seconds: float) -> None:
+        await self.sleep_until(self.now() + sim_seconds)
+
+
+class ClockMaster:
+    """Owns the mission clock: starts it, changes its rate, pauses it and warps it forward."""
+
+    def __init__(
+        self,
+        clock: SimClock,
+        publish: Callable[[ClockState], Awaitable[None]],
+        *,
+        source: Node = Node.GROUND_CONTROL,
+        wall: WallClock = time.time,
+    ) -> None:
+        self._clock = clock
+        self._publish = publish
+        self._source = source
+        self._wall = wall
+        self._generation = 0
+
+    async def start(self, epoch: float, rate: float, at: float | None = None) -> None:
+        await self._set(epoch=epoch, sim_anchor=epoch if at is None else at, rate=rate, paused=False)
+
+    async def warp_to(self, sim_time: float) -> None:
+        """Jump forward to `sim_time`; never backwards."""
+        state = self._current()
+        if sim_time > self._clock.now():
+            await self._set(epoch=state.epoch, sim_anchor=sim_time, rate=state.rate, paused=state.paused)
+
+    async def set_rate(self, rate: float) -> None:
+        state = self._current()
+        await self._set(epoch=state.epoch, sim_anchor=self._clock.now(), rate=rate, paused=state.paused)
+
+    async def pause(self) -> None:
+        state = self._current()
+        await self._set(epoch=state.epoch, sim_anchor=self._clock.now(), rate=state.rate, paused=True)
+
+    async def resume(self) -> None:
+        state = self._current()
+        await self._set(epoch=state.epoch, sim_anchor=self._clock.now(), rate=state.rate, paused=False)
+
+    async def republish(self) -> None:
+        if self._clock.state is not None:
+            await self._publish(self._clock.state)
+
+    def _current(self) -> ClockState:
+        if self._clock.state is None:
+            raise RuntimeError("start the clock first")
+        return self._clock.state
+
+    async def _set(self, *, epoch: float, sim_anchor: float, rate: float, paused: bool) -> None:
+        wall = self._wall()
+        # A restarted master continues the generation count of the retained state it found.
+        known = self._clock.state.generation if self._clock.state else 0
+        self._generation = max(self._generation, known) + 1
+        state = ClockState(
+            source=self._source,
+            seq=self._generation,
+            sim_time=sim_anchor,
+            wall_time=wall,
+            epoch=epoch,
+            sim_anchor=sim_anchor,
+            wall_anchor=wall,
+            rate=rate,
+            paused=paused,
+            generation=self._generation,
+        )
+        self._clock.update(state)
+        await self._publish(state)
+
+
+async def sleep_until_woken(clock: SimClock, sim_time: float, wake: asyncio.Event) -> None:
+    """Sleep until `sim_time` or until `wake` is set (then cleared): how service loops wait for work."""
+    sleeper = asyncio.ensure_future(clock.sleep_until(sim_time))
+    waker = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waker.cancel()
+        wake.clear()

@@ -1,0 +1,179 @@
+"""What every service shares: bus, clock, codec, stamped publishing, rejections and liveness.
+
+`ServiceRuntime` is entered once per process by the composition root (`services.cli`); services get it
+as an argument and never build their own bus or clock.
+"""
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+
+from protocols.codec import DecodeError, Message, excerpt, get_codec
+from protocols.events import Rejection, RejectionCode
+from protocols.nodes import Node, Side
+from protocols.system import ClockState, ServiceState, ServiceStatus
+from protocols.topics import Topics
+from services import __version__
+from services.runtime.bus import Bus, IncomingMessage, Will
+from services.runtime.clock import SimClock
+
+MessageT = TypeVar("MessageT", bound=Message)
+
+
+class ServiceRuntime:
+    """The shared plumbing of one service process."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        broker_url: str,
+        mission: str,
+        codec: str = "json",
+        backends: dict[str, str] | None = None,
+        event_side: Side = Side.SPACE,
+        client_id: str | None = None,
+    ) -> None:
+        self.node = node
+        self.topics = Topics(mission)
+        self.codec = get_codec(codec)
+        self.clock = SimClock()
+        self.backends = dict(backends or {})
+        self.event_side = event_side
+        """The side this service's own events and rejections are published on."""
+        self.log = structlog.get_logger().bind(mission=mission, node=str(node))
+        self._seq: dict[str, int] = defaultdict(int)
+        self.rejections = 0
+        will = Will(
+            topic=self.topics.status(node),
+            payload=self.codec.encode(self._status(ServiceState.OFFLINE)),
+            qos=1,
+            retain=True,
+        )
+        self.bus = Bus(
+            broker_url,
+            client_id or f"lgs-{mission}-{node}",
+            will=will,
+            on_connect=self._on_connect,
+            on_handler_error=self._on_handler_error,
+        )
+        self.bus.subscribe(self.topics.clock, self._on_clock, qos=1)
+
+    async def __aenter__(self) -> "ServiceRuntime":
+        await self.bus.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.publish_status(ServiceState.OFFLINE)
+            await self.bus.flush(timeout=2.0)
+        finally:
+            await self.bus.__aexit__(*exc)
+
+    # -- time -------------------------------------------------------------------------------------------
+    def sim_now(self) -> float:
+        return self.clock.now() if self.clock.ready else time.time()
+
+    async def _on_clock(self, message: IncomingMessage) -> None:
+        if not message.payload:
+            return  # an empty retained payload only clears the clock: nothing to follow
+        state = await self.decode(message, ClockState)
+        if state is not None:
+            self.clock.update(state)
+
+    # -- publishing -------------------------------------------------------------------------------------
+    def stamp(self, model: type[MessageT], topic: str, /, **fields: Any) -> MessageT:
+        """Build a message with its envelope filled: source, per-topic sequence count, both times."""
+        seq = self._seq[topic]
+        self._seq[topic] = seq + 1
+        return model(source=self.node, seq=seq, sim_time=self.sim_now(), wall_time=time.time(), **fields)
+
+    async def publish(
+        self, topic: str, model: type[MessageT], /, *, qos: int = 1, retain: bool = False, **fields: Any
+    ) -> MessageT:
+        message = self.stamp(model, topic, **fields)
+        await self.bus.publish(topic, self.codec.encode(message), qos=qos, retain=retain)
+        return message
+
+    @property
+    def event_topic(self) -> str:
+        return self.topics.ev(self.event_side, self.node)
+
+    # -- liveness ---------------------------------------------------------------------------------------
+    def _status(self, state: ServiceState) -> ServiceStatus:
+        return ServiceStatus(
+            source=self.node,
+            sim_time=self.sim_now(),
+            wall_time=time.time(),
+            state=state,
+            version=__version__,
+            pid=os.getpid(),
+            backends=self.backends,
+        )
+
+    async def publish_status(self, state: ServiceState) -> None:
+        payload = self.codec.encode(self._status(state))
+        await self.bus.publish(self.topics.status(self.node), payload, qos=1, retain=True)
+
+    async def _on_connect(self) -> None:
+        await self.publish_status(ServiceState.ONLINE)
+
+    # -- decoding and rejection -------------------------------------------------------------------------
+    async def decode(
+        self, message: IncomingMessage, *expected: type[MessageT], reject: bool = True
+    ) -> MessageT | None:
+        """Decode a payload as one of `expected`; anything else is rejected (published) and None returned.
+
+        `reject=False` is for listeners that overhear a topic whose owner already rejects bad input
+        (one rejection per bad message, not one per listener).
+        """
+        try:
+            decoded = self.codec.decode(message.payload)
+        except DecodeError as exc:
+            if reject:
+                await self.reject(message, exc.code, exc.reason, exc.request_id)
+            else:
+                self.log.debug("overheard_undecodable", topic=message.topic, reason=exc.reason)
+            return None
+        if expected and not isinstance(decoded, expected):
+            if not reject:
+                return None
+            names = ", ".join(t.model_fields["schema_name"].default for t in expected)
+            await self.reject(
+                message,
+                RejectionCode.WRONG_TOPIC,
+                f"{decoded.schema_name!r} does not belong on this topic (expected {names})",
+                getattr(decoded, "request_id", None),
+            )
+            return None
+        return decoded  # type: ignore[return-value]
+
+    async def reject(
+        self, message: IncomingMessage, code: RejectionCode, reason: str, request_id: str | None = None
+    ) -> None:
+        """Publish one structured rejection for a message that could not be used."""
+        self.rejections += 1
+        self.log.warning(
+            "message_rejected", topic=message.topic, code=code.name, reason=reason, request_id=request_id
+        )
+        await self.publish(
+            self.event_topic,
+            Rejection,
+            qos=1,
+            topic=message.topic[:512],
+            code=code,
+            reason=reason[:1000],
+            payload_excerpt=excerpt(message.payload)[:300],
+            request_id=request_id[:64] if request_id else None,
+        )
+
+    async def _on_handler_error(self, message: IncomingMessage, error: BaseException) -> None:
+        self.log.error("handler_failed", topic=message.topic, error=repr(error))
+        await self.reject(message, RejectionCode.HANDLER_ERROR, f"{type(error).__name__}: {error}")
+
+
+ServiceMain = Callable[[ServiceRuntime], Awaitable[None]]

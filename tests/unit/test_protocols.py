@@ -1,0 +1,179 @@
+"""The wire contract: every model round-trips through the JSON codec; bad bytes get a precise error."""
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from protocols.codec import MESSAGE_TYPES, DecodeError, JsonCodec
+from protocols.commands import COMMAND_CATALOG, Telecommand, UnknownCommand, parse_command_args
+from protocols.events import RejectionCode
+from protocols.nodes import Node, Side
+from protocols.topics import Channel, TopicError, Topics, parse_node_topic
+from protocols.verification import Stage, VerificationReport
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False, width=64)
+TEXT = st.text(max_size=20)
+SCALAR = st.one_of(st.booleans(), st.integers(-(2**53), 2**53), FINITE, TEXT)
+
+
+def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]:
+    """Finite floats, bounded text, and the annotated-types bounds pydantic also enforces."""
+    if annotation is float:
+        low = next((m.ge for m in metadata if hasattr(m, "ge")), None)
+        high = next((m.le for m in metadata if hasattr(m, "le")), None)
+        low = next((m.gt for m in metadata if hasattr(m, "gt")), low)
+        return st.floats(low, high, allow_nan=False, allow_infinity=False, exclude_min=any(hasattr(m, "gt") for m in metadata))
+    return st.from_type(annotation)
+
+
+def message_strategy(model: type[BaseModel]) -> st.SearchStrategy[BaseModel]:
+    fields: dict[str, st.SearchStrategy[Any]] = {}
+    for name, info in model.model_fields.items():
+        if name == "schema_name":
+            continue
+        annotation = info.annotation
+        if name in {"data", "args"}:
+            fields[name] = st.dictionaries(TEXT, SCALAR, max_size=4)
+        elif name == "backends":
+            fields[name] = st.dictionaries(TEXT, TEXT, max_size=3)
+        elif name == "joints":
+            from protocols.telemetry import JointState
+
+            fields[name] = st.lists(
+                st.builds(JointState, name=TEXT, angle_deg=FINITE, torque_nm=FINITE,
+                          current_a=st.floats(0, 1e6)), max_size=6).map(tuple)
+        elif name == "value" and model.__name__ == "Alarm":
+            fields[name] = st.one_of(st.none(), FINITE, TEXT, st.booleans())
+        elif annotation in (float, float | None):
+            strategy = strategy_for(float, info.metadata)
+            fields[name] = strategy if annotation is float else st.one_of(st.none(), strategy)
+        elif annotation is str or annotation == (str | None):
+            max_len = next((m.max_length for m in info.metadata if hasattr(m, "max_length")), 40)
+            min_len = next((m.min_length for m in info.metadata if hasattr(m, "min_length")), 0)
+            text = st.text(min_size=min_len, max_size=min(max_len, 40))
+            fields[name] = text if annotation is str else st.one_of(st.none(), text)
+        elif annotation is int:
+            fields[name] = st.integers(0, 2**40)
+        else:
+            fields[name] = st.from_type(annotation)
+    return st.builds(model, **fields)
+
+
+ANY_MESSAGE = st.one_of([message_strategy(m) for m in MESSAGE_TYPES])
+
+
+@settings(max_examples=400, deadline=None)
+@given(ANY_MESSAGE)
+def test_json_codec_round_trips_every_model_exactly(message: BaseModel) -> None:
+    codec = JsonCodec()
+    decoded = codec.decode(codec.encode(message))  # type: ignore[arg-type]
+    assert decoded == message
+    assert type(decoded) is type(message)
+
+
+def test_every_model_has_a_distinct_schema_name() -> None:
+    names = [m.model_fields["schema_name"].default for m in MESSAGE_TYPES]
+    assert len(names) == len(set(names)) == len(MESSAGE_TYPES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_escape_as_anything_but_decode_error(payload: bytes) -> None:
+    try:
+        JsonCodec().decode(payload)
+    except DecodeError as exc:
+        assert exc.code in RejectionCode
+        assert exc.reason
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"\xff\xfe", RejectionCode.MALFORMED),
+        (b"{not json", RejectionCode.MALFORMED),
+        (b"[1, 2]", RejectionCode.MALFORMED),
+        (b'{"schema_name": "nope"}', RejectionCode.UNKNOWN_SCHEMA),
+        (b'{"schema_name": "tc", "source": "ground-control", "request_id": "r1"}', RejectionCode.INVALID),
+    ],
+)
+def test_decode_errors_say_how_far_decoding_got(payload: bytes, code: RejectionCode) -> None:
+    with pytest.raises(DecodeError) as caught:
+        JsonCodec().decode(payload)
+    assert caught.value.code is code
+
+
+def test_invalid_telecommand_still_yields_its_request_id() -> None:
+    payload = json.dumps({"schema_name": "tc", "source": "ground-control", "request_id": "r-42",
+                          "target": "lander-drill"}).encode()
+    with pytest.raises(DecodeError) as caught:
+        JsonCodec().decode(payload)
+    assert caught.value.request_id == "r-42"
+    assert "command" in caught.value.reason
+
+
+def test_arguments_are_range_checked_against_the_catalogue() -> None:
+    args = parse_command_args(Node.LANDER_DRILL, "DRILL_TO_DEPTH", {"target_depth_m": 1.0})
+    assert args.model_dump() == {"target_depth_m": 1.0, "rpm": 120.0, "percussion": False}
+    with pytest.raises(ValidationError, match="less than or equal to 2.5"):
+        parse_command_args(Node.LANDER_DRILL, "DRILL_TO_DEPTH", {"target_depth_m": 9.0})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        parse_command_args(Node.LANDER_DRILL, "DRILL_TO_DEPTH", {"target_depth_m": 1.0, "speed": 3})
+    with pytest.raises(UnknownCommand, match="DRILL_TO_DEPTH"):
+        parse_command_args(Node.LANDER_DRILL, "LAUNCH", {})
+
+
+def test_catalogue_covers_every_node() -> None:
+    assert set(COMMAND_CATALOG) == set(Node)
+
+
+def test_pus_subtypes_follow_service_1() -> None:
+    def report(stage: Stage, success: bool) -> VerificationReport:
+        return VerificationReport(source=Node.LANDER_ARM, request_id="r", command="X", stage=stage, success=success)
+
+    assert [report(s, True).pus_subtype for s in Stage] == [1, 3, 5, 7]
+    assert [report(s, False).pus_subtype for s in Stage] == [2, 4, 6, 8]
+    assert report(Stage.ACCEPTANCE, False).is_final and report(Stage.COMPLETION, True).is_final
+    assert not report(Stage.START, True).is_final
+
+
+def test_topics_build_and_parse_back() -> None:
+    topics = Topics("ce6")
+    for side in Side:
+        for node in Node:
+            for channel in Channel:
+                topic = topics.channel(side, node, channel, "hk")
+                parsed = topics.parse(topic)
+                assert (parsed.side, parsed.node, parsed.channel) == (side, node, channel)
+    assert topics.tm(Side.GROUND, Node.LANDER_DRILL) == "lgs/v1/ce6/ground/lander-drill/tm/hk"
+    assert topics.side_filter(Side.SPACE, Channel.TM) == "lgs/v1/ce6/space/+/tm/+"
+
+
+@pytest.mark.parametrize(
+    "topic",
+    ["lgs/v1/ce6/space/drill/tc", "lgs/v2/ce6/space/lander-drill/tc", "lgs/v1/ce6/moon/lander-drill/tc",
+     "lgs/v1/ce6/space/lander-drill/tm", "lgs/v1/ce6/space/lander-drill/tc/extra", "nonsense"],
+)
+def test_topics_outside_the_tree_are_refused(topic: str) -> None:
+    with pytest.raises(TopicError):
+        parse_node_topic(topic)
+
+
+def test_other_missions_topics_are_not_ours() -> None:
+    with pytest.raises(TopicError, match="belongs to mission"):
+        Topics("a").parse(Topics("b").tc(Side.SPACE, Node.LANDER_ARM))
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "+", "#", "x" * 65, "-lead"])
+def test_mission_names_must_be_topic_safe(name: str) -> None:
+    with pytest.raises(TopicError):
+        Topics(name)
+
+
+def test_telecommand_args_accept_only_scalars() -> None:
+    with pytest.raises(ValidationError):
+        Telecommand(source=Node.GROUND_CONTROL, request_id="r", target=Node.LANDER_DRILL, command="X",
+                    args={"nested": {"a": 1}})  # type: ignore[dict-item]
