@@ -37,6 +37,7 @@ def run(
     report: Annotated[Path | None, typer.Option(help="ground control only: report and archive folder")] = None,
     mission_file: Annotated[Path, typer.Option(help="mission profile")] = DEFAULT_MISSION_FILE,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    broker_label: Annotated[str, typer.Option(hidden=True, help="how the report names the broker")] = "",
 ) -> None:
     """Run one service as its own process against any broker."""
     from services.composition import ServiceOptions, run_service
@@ -58,7 +59,7 @@ def run(
     options = ServiceOptions(
         node=service, broker_url=broker_url, mission=mission_name, profile=profile, seed=seed, rate=rate,
         codec=settings.codec, scenario=scenario,
-        report_dir=report or settings.data_dir / mission_name,
+        report_dir=report or settings.data_dir / mission_name, broker_label=broker_label,
     )
     raise typer.Exit(asyncio.run(run_service(options)))
 
@@ -76,6 +77,8 @@ def rehearse(
 ) -> None:
     """Run a whole rehearsal: broker, five services as processes, the scenario, and the report."""
     from services.rehearsal import Rehearsal
+
+    configure_logging("warning", json=False)
 
     settings = RuntimeSettings()
     try:

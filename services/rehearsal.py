@@ -49,14 +49,18 @@ class _Child:
         self.process = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT,
                                         start_new_session=True)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    async def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; waits without blocking the loop (which may be serving
+        the embedded broker that the child needs in order to say goodbye)."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         if self.log_file is not None:
             self.log_file.close()
 
@@ -111,8 +115,7 @@ class Rehearsal:
         except asyncio.CancelledError:
             outcome = None
         finally:
-            for child in reversed(children):
-                child.stop()
+            await asyncio.gather(*(child.stop() for child in children))
             await handle.stop()
         return self._finish(outcome, console)
 
@@ -121,7 +124,8 @@ class Rehearsal:
                 "--broker", url, "--seed", str(self.seed), "--rate", str(self.rate),
                 "--mission-file", str(self.mission_file)]
         if node is Node.GROUND_CONTROL:
-            argv += ["--scenario", str(self.scenario), "--report", str(self.report_dir)]
+            argv += ["--scenario", str(self.scenario), "--report", str(self.report_dir),
+                     "--broker-label", f"{broker_kind} {url}"]
         return _Child(node, argv, self.report_dir / "logs" / f"{node}.log")
 
     def _follow(self, bus: Bus, topics: Topics, progress: _Progress) -> None:

@@ -133,8 +133,12 @@ class _ChildBroker:
         log_file = open(self._dir / "broker.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             self._process = subprocess.Popen(
-                self._command(self._dir), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self._env(), cwd=self._dir,
+                self._command(self._dir),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._env(),
+                cwd=self._dir,
             )
         finally:
             log_file.close()

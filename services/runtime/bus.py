@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Final
+from typing import Final, Self
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -38,6 +38,19 @@ from services.runtime.logging import get_logger
 DEFAULT_PORT: Final = 1883
 MAX_PAYLOAD_BYTES: Final = 268_435_455  # the MQTT limit (remaining length)
 CLOSE_FLUSH_TIMEOUT_S: Final = 2.0
+
+
+class _DropCountedWarnings(logging.Filter):
+    """aiomqtt warns once per discarded incoming message and about many pending publishes; the bus
+    counts the first (stats.incoming_overflow, rate-limited log) and pipelines on purpose (the second)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not (text.startswith("Message queue is full") or "pending publish calls" in text)
+
+
+_AIOMQTT_LOGGER = logging.getLogger("mqtt.lunar_gs")
+_AIOMQTT_LOGGER.addFilter(_DropCountedWarnings())
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -255,8 +268,11 @@ class Bus:
             dropped_new = not self._drop_oldest_qos0()
             if self.stats.outbox_overflow == 1 or self.stats.outbox_overflow % 1000 == 0:
                 self._log.warning(
-                    "outbox_overflow", max_outbox=self._max_outbox, overflows=self.stats.outbox_overflow,
-                    dropped="new message" if dropped_new else "oldest QoS 0 message", topic=topic,
+                    "outbox_overflow",
+                    max_outbox=self._max_outbox,
+                    overflows=self.stats.outbox_overflow,
+                    dropped="new message" if dropped_new else "oldest QoS 0 message",
+                    topic=topic,
                 )
             if dropped_new:
                 return
@@ -279,7 +295,7 @@ class Bus:
         """Messages queued or in flight."""
         return len(self._outbox) + len(self._inflight)
 
-    async def __aenter__(self) -> Bus:
+    async def __aenter__(self) -> Self:
         if self._run_task is not None:
             raise RuntimeError("this Bus is already running; it is not reentrant")
         self._closing.clear()
@@ -287,12 +303,7 @@ class Bus:
         self._run_task = asyncio.create_task(self._run(), name=f"bus-connection-{self.client_id}")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self, flush_timeout: float = CLOSE_FLUSH_TIMEOUT_S) -> None:
@@ -321,7 +332,7 @@ class Bus:
                         await task
                     except asyncio.CancelledError:
                         pass
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - report, keep closing
                         self._log.exception("bus_task_failed", task=task.get_name())
             self._run_task = self._dispatch_task = None
             self._log.info("bus_closed", **vars(self.stats))
@@ -334,15 +345,16 @@ class Bus:
             connections_before = self._connections
             try:
                 await self._connect_once()
-            except Exception as exc:  # MqttError (or a group of them) is the normal case; anything else is a bug
+            except Exception as exc:  # noqa: BLE001 - MqttError (or a group) is normal; anything else is a bug
                 if self._connections != connections_before:
                     delay = self._reconnect_min_s  # the link was up: start the backoff again
                 wait = min(self._reconnect_max_s, delay * random.uniform(1.0, 1.25))
                 if self._is_mqtt_error(exc):
                     self._log.warning("bus_disconnected", reason=_describe(exc), retry_in_s=round(wait, 3))
                 else:
-                    self._log.error("bus_connection_error", reason=_describe(exc), retry_in_s=round(wait, 3),
-                                    exc_info=exc)
+                    self._log.error(
+                        "bus_connection_error", reason=_describe(exc), retry_in_s=round(wait, 3), exc_info=exc
+                    )
                 delay = min(self._reconnect_max_s, delay * 2)
                 try:
                     await asyncio.wait_for(self._closing.wait(), timeout=wait)
@@ -367,7 +379,8 @@ class Bus:
             clean_session=self._clean_session,
             keepalive=self._keepalive,
             max_queued_incoming_messages=self._max_incoming,
-            queue_type=_counting_queue(self.stats),
+            queue_type=_counting_queue(self._incoming_overflowed),
+            logger=_AIOMQTT_LOGGER,
             max_inflight_messages=self._max_inflight,
         )
         client.pending_calls_threshold = self._max_inflight + 16  # aiomqtt warns above this
@@ -379,8 +392,12 @@ class Bus:
                 if self._connections:
                     self.stats.reconnects += 1
                 self._connections += 1
-                self._log.info("bus_connected", filters=len(self._filters), reconnects=self.stats.reconnects,
-                               pending=self.outbox_size)
+                self._log.info(
+                    "bus_connected",
+                    filters=len(self._filters),
+                    reconnects=self.stats.reconnects,
+                    pending=self.outbox_size,
+                )
                 try:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._reader(client))
@@ -409,8 +426,11 @@ class Bus:
         self._check_granted([(topic_filter, qos)], granted)
 
     def _check_granted(self, requested: list[tuple[str, int]], granted: object) -> None:
-        codes = [int(getattr(code, "value", code)) for code in granted] if isinstance(granted, (list, tuple)) else []
-        for (topic_filter, _), code in zip(requested, codes, strict=False):
+        """Log filters the broker refused (SUBACK return code 0x80)."""
+        if not isinstance(granted, (list, tuple)):
+            return
+        for (topic_filter, _), granted_code in zip(requested, granted, strict=False):
+            code = int(getattr(granted_code, "value", granted_code))
             if code >= 0x80:
                 self._log.error("subscribe_refused", topic_filter=topic_filter, code=code)
 
@@ -422,7 +442,7 @@ class Bus:
         assert self._on_connect is not None
         try:
             await self._on_connect()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a service's hook must not take the link down
             self._log.exception("on_connect_failed")
 
     def _connection_lost(self) -> None:
@@ -481,7 +501,7 @@ class Bus:
             await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
         except aiomqtt.MqttError:
             raise  # the link is broken: the message stays in flight and is requeued by _connection_lost
-        except Exception as exc:  # the message itself was refused by the client: drop it, keep the link
+        except Exception as exc:  # noqa: BLE001 - the client refused this message: drop it, keep the link
             self._inflight.pop(message.seq, None)
             self._log.error("publish_rejected", topic=message.topic, reason=_describe(exc))
         else:
@@ -514,16 +534,27 @@ class Bus:
     async def _call_handler(self, subscription: _Subscription, message: IncomingMessage) -> None:
         try:
             await subscription.handler(message)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the bus never dies from a handler
             self.stats.handler_errors += 1
-            self._log.error("handler_failed", topic=message.topic, topic_filter=subscription.topic_filter,
-                            handler=getattr(subscription.handler, "__qualname__", repr(subscription.handler)),
-                            exc_info=exc)
+            self._log.error(
+                "handler_failed",
+                topic=message.topic,
+                topic_filter=subscription.topic_filter,
+                handler=getattr(subscription.handler, "__qualname__", repr(subscription.handler)),
+                exc_info=exc,
+            )
             if self._on_handler_error is not None:
                 try:
                     await self._on_handler_error(message, exc)
-                except Exception:
+                except Exception:  # noqa: BLE001 - guarded like the handler itself
                     self._log.exception("on_handler_error_failed", topic=message.topic)
+
+    def _incoming_overflowed(self) -> None:
+        self.stats.incoming_overflow += 1
+        if self.stats.incoming_overflow == 1 or self.stats.incoming_overflow % 1000 == 0:
+            self._log.warning(
+                "incoming_overflow", max_incoming=self._max_incoming, overflows=self.stats.incoming_overflow
+            )
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:
@@ -534,15 +565,15 @@ class Bus:
         task.add_done_callback(self._side_tasks.discard)
 
 
-def _counting_queue(stats: BusStats) -> type[asyncio.Queue[aiomqtt.Message]]:
-    """An asyncio.Queue class for aiomqtt's incoming queue that counts the messages it discards."""
+def _counting_queue(on_full: Callable[[], None]) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """An asyncio.Queue class for aiomqtt's incoming queue that reports each message it discards."""
 
     class CountingQueue(asyncio.Queue[aiomqtt.Message]):
         def put_nowait(self, item: aiomqtt.Message) -> None:
             try:
                 super().put_nowait(item)
             except asyncio.QueueFull:
-                stats.incoming_overflow += 1
+                on_full()
                 raise
 
     return CountingQueue

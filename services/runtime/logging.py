@@ -15,8 +15,13 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import FilteringBoundLogger, Processor
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR, "critical": logging.CRITICAL}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 # Third-party loggers that are chatty at INFO: kept at WARNING whatever our level is.
 _QUIET_LOGGERS = ("amqtt", "transitions", "mqtt", "asyncio")

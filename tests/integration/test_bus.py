@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -46,7 +48,14 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: 
 
 
 def test_bad_urls_are_refused_at_construction() -> None:
-    for url in ("localhost:1883", "http://127.0.0.1:1883", "mqtt://", "mqtt://host:notaport", "mqtt://h:1/x", ""):
+    for url in (
+        "localhost:1883",
+        "http://127.0.0.1:1883",
+        "mqtt://",
+        "mqtt://host:notaport",
+        "mqtt://h:1/x",
+        "",
+    ):
         with pytest.raises(ValueError, match="bad broker URL"):
             Bus(url, "c")
 
@@ -84,7 +93,9 @@ async def test_retained_message_reaches_a_late_subscriber(broker: BrokerLike, mi
     assert received.messages[0].retain
 
 
-async def test_wildcards_dispatch_to_the_right_handlers(mosquitto_session: MosquittoProcess, mission: str) -> None:
+async def test_wildcards_dispatch_to_the_right_handlers(
+    mosquitto_session: MosquittoProcess, mission: str
+) -> None:
     root = f"lgs/v1/{mission}"
     everything, plus, exact = Collector(), Collector(), Collector()
     sub = Bus(mosquitto_session.url, f"{mission}-sub")
@@ -95,8 +106,12 @@ async def test_wildcards_dispatch_to_the_right_handlers(mosquitto_session: Mosqu
         sub.subscribe(f"{root}/ground/relay/tc", exact)  # after connecting: subscribed at once
         await asyncio.sleep(0.2)
         await pub.wait_connected(5)
-        topics = [f"{root}/space/drill/ev", f"{root}/ground/relay/tc", f"{root}/space/drill/tm/hk",
-                  f"{root}/ground/drill/ev"]
+        topics = [
+            f"{root}/space/drill/ev",
+            f"{root}/ground/relay/tc",
+            f"{root}/space/drill/tm/hk",
+            f"{root}/ground/drill/ev",
+        ]
         for topic in topics:
             await pub.publish(topic, topic.encode(), qos=1)
         await wait_until(lambda: len(everything.messages) == 4, what="four messages")
@@ -106,7 +121,9 @@ async def test_wildcards_dispatch_to_the_right_handlers(mosquitto_session: Mosqu
     assert exact.topics == [f"{root}/ground/relay/tc"]
 
 
-async def test_a_failing_handler_does_not_stop_the_bus(mosquitto_session: MosquittoProcess, mission: str) -> None:
+async def test_a_failing_handler_does_not_stop_the_bus(
+    mosquitto_session: MosquittoProcess, mission: str
+) -> None:
     topic = f"lgs/v1/{mission}/x"
     errors: list[tuple[IncomingMessage, BaseException]] = []
     calls: list[bytes] = []
@@ -137,7 +154,9 @@ async def test_a_failing_handler_does_not_stop_the_bus(mosquitto_session: Mosqui
     assert errors[0][0].payload == b"bad" and isinstance(errors[0][1], RuntimeError)
 
 
-async def test_qos1_published_while_broker_is_down_arrives_in_order(mosquitto: MosquittoProcess, mission: str) -> None:
+async def test_qos1_published_while_broker_is_down_arrives_in_order(
+    mosquitto: MosquittoProcess, mission: str
+) -> None:
     topic = f"lgs/v1/{mission}/space/drill/ev"
     received = Collector()
     connects: list[str] = []
@@ -147,7 +166,9 @@ async def test_qos1_published_while_broker_is_down_arrives_in_order(mosquitto: M
 
     # The subscriber reconnects fast; the publisher waits >= 1.5 s before its first retry, so the
     # subscription made before the outage is renewed before the held messages are sent.
-    sub = Bus(mosquitto.url, f"{mission}-sub", reconnect_min_s=0.02, reconnect_max_s=0.1, on_connect=on_connect)
+    sub = Bus(
+        mosquitto.url, f"{mission}-sub", reconnect_min_s=0.02, reconnect_max_s=0.1, on_connect=on_connect
+    )
     sub.subscribe(topic, received)
     pub = Bus(mosquitto.url, f"{mission}-pub", reconnect_min_s=1.5, reconnect_max_s=2.0)
     async with sub, pub:
@@ -174,7 +195,9 @@ async def test_qos1_published_while_broker_is_down_arrives_in_order(mosquitto: M
     assert pub.stats.published == count + 1
 
 
-async def test_qos0_while_disconnected_is_dropped_and_counted(mosquitto: MosquittoProcess, mission: str) -> None:
+async def test_qos0_while_disconnected_is_dropped_and_counted(
+    mosquitto: MosquittoProcess, mission: str
+) -> None:
     async with Bus(mosquitto.url, f"{mission}-pub", reconnect_min_s=0.05, reconnect_max_s=0.1) as pub:
         await pub.wait_connected(5)
         mosquitto.kill()
@@ -211,7 +234,12 @@ async def test_last_will_fires_when_a_client_is_killed(broker: BrokerLike, missi
     async with sub:
         await sub.wait_connected(5)
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CHILD_WITH_WILL, broker.url, topic, cwd=PROJECT_ROOT,
+            sys.executable,
+            "-c",
+            CHILD_WITH_WILL,
+            broker.url,
+            topic,
+            cwd=PROJECT_ROOT,
         )
         try:
             await wait_until(lambda: b"online" in received.payloads, timeout=10, what="the child online")
@@ -237,7 +265,9 @@ async def test_clean_exit_does_not_fire_the_will(mosquitto_session: MosquittoPro
     assert received.payloads == [b"online"]
 
 
-async def test_outbox_is_bounded_and_overflow_counted(mosquitto_session: MosquittoProcess, mission: str) -> None:
+async def test_outbox_is_bounded_and_overflow_counted(
+    mosquitto_session: MosquittoProcess, mission: str
+) -> None:
     topic = f"lgs/v1/{mission}/x"
     received = Collector()
     sub = Bus(mosquitto_session.url, f"{mission}-sub")
@@ -290,3 +320,62 @@ async def test_reconnects_with_backoff_until_the_broker_appears(mission: str) ->
             await bus.close()
             broker.stop()
     assert bus.stats.reconnects == 0  # the first successful connection is not a reconnect
+
+
+async def test_unacknowledged_qos1_goes_back_to_the_outbox(mosquitto: MosquittoProcess, mission: str) -> None:
+    """Messages in flight when the link drops are sent again after the reconnect, in order.
+
+    The broker is frozen (SIGSTOP) so nothing published is processed or acknowledged, then killed: only
+    the bus's requeue can deliver these messages.
+    """
+    topic = f"lgs/v1/{mission}/space/drill/ack"
+    received = Collector()
+    sub = Bus(mosquitto.url, f"{mission}-sub", reconnect_min_s=0.02, reconnect_max_s=0.1)
+    sub.subscribe(topic, received)
+    pub = Bus(mosquitto.url, f"{mission}-pub", reconnect_min_s=1.5, reconnect_max_s=2.0, max_inflight=16)
+    async with sub, pub:
+        await sub.wait_connected(5)
+        await pub.wait_connected(5)
+        assert mosquitto.pid is not None
+        os.kill(mosquitto.pid, signal.SIGSTOP)
+        count = 100
+        for seq in range(count):
+            await pub.publish(topic, str(seq).encode(), qos=1)
+        await asyncio.sleep(0.3)
+        assert pub.connected and pub.stats.published == 0 and pub.outbox_size == count
+        mosquitto.kill()
+        await wait_until(lambda: not pub.connected, what="the publisher to see the outage")
+        assert pub.outbox_size == count  # the 16 in flight are back in the outbox
+        mosquitto.restart()
+        await pub.wait_connected(5)
+        await pub.flush(10)
+        await wait_until(lambda: len(received.messages) >= count, timeout=10, what="the requeued messages")
+    assert received.payloads == [str(seq).encode() for seq in range(count)]
+
+
+async def test_incoming_overflow_is_counted(mosquitto_session: MosquittoProcess, mission: str) -> None:
+    topic = f"lgs/v1/{mission}/tm"
+    release = asyncio.Event()
+    handled: list[bytes] = []
+
+    async def slow(message: IncomingMessage) -> None:
+        await release.wait()
+        handled.append(message.payload)
+
+    sub = Bus(mosquitto_session.url, f"{mission}-sub", max_incoming=5)
+    sub.subscribe(topic, slow, qos=0)
+    async with sub, Bus(mosquitto_session.url, f"{mission}-pub") as pub:
+        await sub.wait_connected(5)
+        await pub.wait_connected(5)
+        for seq in range(100):
+            await pub.publish(topic, str(seq).encode(), qos=0)
+        await pub.flush(5)
+        # At most 12 are held: one in the handler, five in the bus queue, one in the reader's hand and five in
+        # aiomqtt's queue; the rest are discarded and counted.
+        await wait_until(
+            lambda: sub.stats.incoming_overflow + sub.stats.received >= 100 - 11, what="overflow"
+        )
+        release.set()
+        await wait_until(lambda: len(handled) + sub.stats.incoming_overflow == 100, what="the rest handled")
+    assert sub.stats.incoming_overflow > 0
+    assert len(handled) <= 12

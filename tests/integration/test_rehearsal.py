@@ -1,0 +1,100 @@
+"""The nominal rehearsal end to end, as a user runs it: `lunar-gs rehearse`, five service processes, a
+real broker (Mosquitto, and the embedded amqtt broker), the report; and a third-party MQTT client
+reading the ground-side JSON telemetry while it runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.mission import SEEDS_DIR
+from services.runtime.broker import MosquittoProcess
+
+pytestmark = pytest.mark.integration
+RATE = "1000"
+
+
+def rehearse(tmp_path: Path, mission: str, broker: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    report_dir = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate", RATE,
+         "--seed", "7", "--broker", broker, "--mission", mission, "--report", str(report_dir)],
+        capture_output=True, text=True, timeout=240,
+    )
+    report_path = report_dir / "report.json"
+    assert report_path.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    return result, json.loads(report_path.read_text())
+
+
+def assert_nominal(result: subprocess.CompletedProcess[str], report: dict, tmp_path: Path) -> None:
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert report["passed"] is True
+    assert [p["status"] for p in report["phases"]] == ["PASS"] * 10
+    for key in ("scenario", "seed", "rate", "broker", "wall_seconds", "mission_seconds", "commands", "alarms",
+                "rejections", "figures"):
+        assert key in report
+    assert report["seed"] == 7 and report["rate"] == float(RATE)
+    figures = report["figures"]
+    assert 1.4 <= figures["drill_depth_m"] <= 1.6
+    assert 1000 <= figures["sample_mass_g"] <= 2000
+    assert abs(figures["orbit_perilune_km"] - 15) < 3 and abs(figures["orbit_apolune_km"] - 180) < 10
+    hours, minutes, _ = figures["docking_mission_time"].removeprefix("T+").split(":")
+    assert 103 <= int(hours) + int(minutes) / 60 <= 106  # real docking T+104:25 [18]
+    assert report["commands"]["completed"] >= 15
+    assert report["commands"]["failed"] == report["commands"]["timed_out"] == 0
+    assert report["mission_seconds"] > 4 * 86400
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "![drill.png](drill.png)" in markdown and "![ascent.png](ascent.png)" in markdown
+    assert (tmp_path / "report" / "drill.png").stat().st_size > 1000
+    assert "PASSED" in result.stdout
+
+
+def test_nominal_rehearsal_passes_on_mosquitto_and_a_third_party_client_reads_ground_tm(
+    mosquitto_session: MosquittoProcess, mission: str, tmp_path: Path
+) -> None:
+    subscriber = None
+    if shutil.which("mosquitto_sub"):
+        subscriber = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto_session.port), "-v",
+             "-t", f"lgs/v1/{mission}/ground/+/tm/+", "-C", "50", "-W", "200"],
+            stdout=subprocess.PIPE, text=True)
+    else:  # plain paho, a client that knows nothing of Lunar GS
+        subscriber = subprocess.Popen(
+            [sys.executable, "-c", PAHO_SUBSCRIBER, str(mosquitto_session.port), f"lgs/v1/{mission}/ground/+/tm/+"],
+            stdout=subprocess.PIPE, text=True)
+    result, report = rehearse(tmp_path, mission, mosquitto_session.url)
+    assert_nominal(result, report, tmp_path)
+    assert report["broker"] == f"external {mosquitto_session.url}"
+    output, _ = subscriber.communicate(timeout=30)
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 50
+    for line in lines:
+        topic, payload = line.split(" ", 1)
+        packet = json.loads(payload)
+        assert packet["schema_name"].startswith("tm.") and packet["schema_name"].endswith(".hk")
+        assert "/ground/" in topic and packet["source"] == topic.split("/")[4]
+
+
+def test_nominal_rehearsal_passes_on_the_embedded_broker(mission: str, tmp_path: Path) -> None:
+    result, report = rehearse(tmp_path, mission, "embedded")
+    assert_nominal(result, report, tmp_path)
+    assert "embedded" in result.stdout and report["broker"].startswith("embedded")
+
+
+PAHO_SUBSCRIBER = """
+import sys, paho.mqtt.client as mqtt
+port, topic, seen = int(sys.argv[1]), sys.argv[2], []
+def on_message(client, userdata, msg):
+    print(msg.topic, msg.payload.decode(), flush=True); seen.append(1)
+    if len(seen) >= 50: client.disconnect()
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic)
+client.on_message = on_message
+client.connect("127.0.0.1", port)
+client.loop_forever()
+"""
