@@ -102,11 +102,14 @@ class DeviceNode:
         while True:
             now = self.runtime.clock.now()
             await self.advance(now)
+            active = self.active()
             if now >= next_hk:
-                await self.publish_housekeeping()
-                period = self.timing.hk_period_s if self.active() else self.timing.idle_hk_period_s
+                await self.publish_housekeeping(now)
+                period = self.timing.hk_period_s if active else self.timing.idle_hk_period_s
                 # after a warp, report once and carry on rather than backfill what was skipped
                 next_hk = next_hk + period if next_hk + period > now else now + period
+            elif active:
+                next_hk = min(next_hk, now + self.timing.hk_period_s)  # woken by a command: full rate now
             await sleep_until_woken(self.runtime.clock, next_hk, self._wake)
 
     def active(self) -> bool:
@@ -123,10 +126,10 @@ class DeviceNode:
             await self.publish_event(event)
             await self._resolve_pending(event)
 
-    async def publish_housekeeping(self) -> None:
+    async def publish_housekeeping(self, sampled_at: float) -> None:
         model, fields = self.housekeeping()
         topic = self.topics.tm(self.side, self.node, "hk")
-        await self.runtime.publish(topic, model, qos=0, **fields)
+        await self.runtime.publish(topic, model, qos=0, sim_time=sampled_at, **fields)
         self.counters.housekeeping_sent += 1
 
     async def publish_event(self, event: DeviceEvent) -> None:

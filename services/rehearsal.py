@@ -187,7 +187,12 @@ class Rehearsal:
     def _render(self, progress: _Progress) -> Table:
         table = Table(show_header=False, box=None)
         scenario = progress.scenario
-        phase = f"{scenario.phase_index + 1}/{scenario.phase_count} {scenario.phase}" if scenario else "starting"
+        if scenario is None:
+            phase = "starting"
+        elif scenario.state is not ScenarioState.RUNNING:
+            phase = f"{scenario.state.value}: all {scenario.phase_count} phases run"
+        else:
+            phase = f"{scenario.phase_index + 1}/{scenario.phase_count} {scenario.phase}"
         mission_time = "-"
         if progress.clock is not None:
             elapsed = progress.clock.sim_at(time.time()) - progress.clock.epoch
@@ -204,7 +209,8 @@ class Rehearsal:
         """Leave the broker as we found it: retained clock, scenario and statuses are per-run state."""
         for topic in (topics.clock, topics.scenario, *(topics.status(n) for n in Node)):
             await bus.publish(topic, b"", qos=1, retain=True)
-        await bus.flush(timeout=2.0)
+        with contextlib.suppress(TimeoutError):
+            await bus.flush(timeout=2.0)
 
     def _finish(self, final: ScenarioProgress | None, console: Console) -> int:
         report_path = self.report_dir / "report.json"

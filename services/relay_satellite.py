@@ -17,13 +17,13 @@ from protocols.codec import Message
 from protocols.commands import Telecommand
 from protocols.events import Alarm, Event, Rejection, RejectionCode, Severity
 from protocols.nodes import FAR_SIDE_NODES, Side
+from protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping, RelayHousekeeping
 from protocols.topics import Channel, TopicError
 from protocols.verification import VerificationReport
 from services.mission import Timing
 from services.runtime.bus import IncomingMessage
 from services.runtime.clock import sleep_until_woken
 from services.runtime.service import ServiceRuntime
-from protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping, RelayHousekeeping
 
 _EXPECTED: dict[Channel, tuple[type[Message], ...]] = {
     Channel.TM: (DrillHousekeeping, ArmHousekeeping, AscentHousekeeping),

@@ -120,7 +120,7 @@ def plot_telemetry(gc: GroundControl, directory: Path) -> list[str]:
             fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 5))
             seconds = [r[0] - liftoff.sim_time for r in ascent]
             top.plot(seconds, [r[1] for r in ascent])
-            top.set_ylabel("altitude (km)")
+            top.set_ylabel("altitude above mean radius (km)")
             bottom.plot(seconds, [r[2] for r in ascent], color="tab:green")
             bottom.set_ylabel("inertial velocity (m/s)")
             bottom.set_xlabel("seconds after liftoff")

@@ -70,9 +70,8 @@ class ServiceRuntime:
     async def __aexit__(self, *exc: object) -> None:
         try:
             await self.publish_status(ServiceState.OFFLINE)
-            await self.bus.flush(timeout=2.0)
         finally:
-            await self.bus.__aexit__(*exc)
+            await self.bus.__aexit__(*exc)  # a bounded flush: a broker that is away cannot hold us up
 
     # -- time -------------------------------------------------------------------------------------------
     def sim_now(self) -> float:
@@ -86,11 +85,17 @@ class ServiceRuntime:
             self.clock.update(state)
 
     # -- publishing -------------------------------------------------------------------------------------
-    def stamp(self, model: type[MessageT], topic: str, /, **fields: Any) -> MessageT:
-        """Build a message with its envelope filled: source, per-topic sequence count, both times."""
+    def stamp(self, model: type[MessageT], topic: str, /, *, sim_time: float | None = None,
+              **fields: Any) -> MessageT:
+        """Build a message with its envelope filled: source, per-topic sequence count, both times.
+
+        `sim_time` defaults to now; a sample of device state passes the time the state is for, since at
+        a high rate a few wall milliseconds of publishing are whole simulated seconds.
+        """
         seq = self._seq[topic]
         self._seq[topic] = seq + 1
-        return model(source=self.node, seq=seq, sim_time=self.sim_now(), wall_time=time.time(), **fields)
+        return model(source=self.node, seq=seq, sim_time=self.sim_now() if sim_time is None else sim_time,
+                     wall_time=time.time(), **fields)
 
     async def publish(
         self, topic: str, model: type[MessageT], /, *, qos: int = 1, retain: bool = False, **fields: Any

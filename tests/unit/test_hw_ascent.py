@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware_sim.ascent import (APPROACH_AFTER_LIFTOFF_S, RENDEZVOUS_PLAN, AscentParams,
-                                 SimAscentVehicle)
+from hardware_sim.ascent import APPROACH_AFTER_LIFTOFF_S, RENDEZVOUS_PLAN, AscentParams, SimAscentVehicle
 from hardware_sim.hal import AscentVehicle, DeviceCommandError
 
 L = 1717457890.0  # liftoff 2024-06-03T23:38:10Z [17]
