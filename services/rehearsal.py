@@ -106,6 +106,17 @@ class Rehearsal:
         topics = Topics(self.mission)
         bus = Bus(handle.url, f"lgs-{self.mission}-rehearsal")
         self._follow(bus, topics, progress)
+        main = asyncio.current_task()
+        assert main is not None
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            main.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, interrupt)
         try:
             async with bus:
                 for child in children:
@@ -117,6 +128,9 @@ class Rehearsal:
         finally:
             await asyncio.gather(*(child.stop() for child in children))
             await handle.stop()
+        if interrupted:
+            console.print(f"[yellow]interrupted[/]: services stopped; logs in {self.report_dir / 'logs'}")
+            return 130
         return self._finish(outcome, console)
 
     def _child(self, node: Node, url: str, broker_kind: str) -> _Child:

@@ -32,6 +32,7 @@ from typing import Final, Self
 from urllib.parse import urlsplit
 
 import aiomqtt
+import structlog
 
 from services.runtime.logging import get_logger
 
@@ -533,7 +534,9 @@ class Bus:
 
     async def _call_handler(self, subscription: _Subscription, message: IncomingMessage) -> None:
         try:
-            await subscription.handler(message)
+            # every log line written while handling a message names its topic
+            with structlog.contextvars.bound_contextvars(topic=message.topic):
+                await subscription.handler(message)
         except Exception as exc:  # noqa: BLE001 - the bus never dies from a handler
             self.stats.handler_errors += 1
             self._log.error(
