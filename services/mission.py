@@ -38,9 +38,9 @@ class DeviceConfig(_Strict):
 
 
 class Timing(_Strict):
-    hk_period_s: float = Field(1.0, gt=0, description="housekeeping period while a device is active")
-    idle_hk_period_s: float = Field(60.0, gt=0, description="housekeeping period while nothing moves")
-    command_margin_s: float = Field(30.0, ge=0, description="added to every command timeout")
+    hk_period_s: float = Field(default=1.0, gt=0, description="housekeeping period while a device is active")
+    idle_hk_period_s: float = Field(default=60.0, gt=0, description="housekeeping period while nothing moves")
+    command_margin_s: float = Field(default=30.0, ge=0, description="added to every command timeout")
 
 
 class Limit(_Strict):

@@ -16,9 +16,7 @@ class BrokerLike(Protocol):
     url: str
 
 
-@pytest.fixture
-def mosquitto() -> Iterator[MosquittoProcess]:
-    """A private Mosquitto on a free loopback port; tests may kill() and restart() it."""
+def _private_mosquitto() -> Iterator[MosquittoProcess]:
     if mosquitto_binary() is None:
         pytest.skip("mosquitto is not installed (needed on PATH or at /usr/sbin/mosquitto)")
     process = MosquittoProcess().start()
@@ -26,18 +24,18 @@ def mosquitto() -> Iterator[MosquittoProcess]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[MosquittoProcess]:
+    """A private Mosquitto on a free loopback port; tests may kill() and restart() it."""
+    yield from _private_mosquitto()
 
 
 @pytest.fixture(scope="session")
 def mosquitto_session() -> Iterator[MosquittoProcess]:
     """One private Mosquitto for the session, for tests that do not kill the broker."""
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed (needed on PATH or at /usr/sbin/mosquitto)")
-    process = MosquittoProcess().start()
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from _private_mosquitto()
 
 
 @pytest.fixture

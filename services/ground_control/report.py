@@ -136,9 +136,11 @@ def render_markdown(report: dict[str, Any], plots: list[str]) -> str:
     lines = [
         f"# Rehearsal report: {report['scenario']}",
         "",
-        f"**{'PASSED' if report['passed'] else 'FAILED'}** in {report['wall_seconds']} s of wall time for "
-        f"{report['mission_seconds'] / 3600:.1f} h of mission time (rate {report.get('rate')}, "
-        f"seed {report.get('seed')}, broker {report.get('broker')}).",
+        (
+            f"**{'PASSED' if report['passed'] else 'FAILED'}** in {report['wall_seconds']} s of wall time for "
+            f"{report['mission_seconds'] / 3600:.1f} h of mission time (rate {report.get('rate')}, "
+            f"seed {report.get('seed')}, broker {report.get('broker')})."
+        ),
         "",
         "## Phases",
         "",

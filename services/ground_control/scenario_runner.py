@@ -93,13 +93,14 @@ class ScenarioRunner:
         if phase.start_at is not None:
             await self._progress(index, phase, f"waiting for T+{phase.start_at:.0f} s")
             await self._wait_until(self.clock.epoch + phase.start_at)
-        result = PhaseResult(phase.name, PhaseStatus.PASS, start=self._met())
+        started = self._met()
+        result = PhaseResult(phase.name, PhaseStatus.PASS, start=started)
         self.log.info("phase_started", phase=phase.name)
         for step in phase.steps:
             label = describe_step(step)
             await self._progress(index, phase, label)
             start = self._met()
-            ok, detail = await self._run_step(step, phase_start=self.clock.epoch + result.start)
+            ok, detail = await self._run_step(step, phase_start=self.clock.epoch + started)
             result.steps.append(StepResult(label, ok, detail, start, self._met()))
             if not ok:
                 result.status = PhaseStatus.FAIL
@@ -122,19 +123,17 @@ class ScenarioRunner:
                 detail = f"{tracked.request_id} {tracked.state}" + (f": {tracked.reason}" if tracked.reason else "")
                 return tracked.state is wanted, detail
             case ExpectTmStep(expect_tm=spec):
-                compare = COMPARISONS[spec.op]
-                node = str(spec.node)
+                compare, node, name, expected = COMPARISONS[spec.op], str(spec.node), spec.field, spec.value
 
                 def holds() -> bool:
-                    value = self.gc.latest.get(node, {}).get(spec.field)
+                    value = self.gc.latest.get(node, {}).get(name)
                     try:
-                        return value is not None and bool(compare(value, spec.value))
+                        return value is not None and bool(compare(value, expected))
                     except TypeError:
                         return False
 
                 ok = await self.gc.wait_for(holds, self.clock.now() + (spec.timeout or default_timeout))
-                value = self.gc.latest.get(node, {}).get(spec.field)
-                return ok, f"{spec.field} = {value}"
+                return ok, f"{name} = {self.gc.latest.get(node, {}).get(name)}"
             case ExpectEventStep(expect_event=spec):
                 node = str(spec.node)
 
