@@ -181,6 +181,7 @@ class Bus:
         reconnect_max_s: float = 2.0,
         on_connect: Callable[[], Awaitable[None]] | None = None,
         on_handler_error: Callable[[IncomingMessage, BaseException], Awaitable[None]] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
         max_inflight: int = 64,
         keepalive: int = 30,
         clean_session: bool = True,
@@ -207,6 +208,7 @@ class Bus:
         self._clean_session = clean_session
         self._on_connect = on_connect
         self._on_handler_error = on_handler_error
+        self._on_disconnect = on_disconnect
         self._log = get_logger(client_id=client_id, url=url)
 
         self._subscriptions: list[_Subscription] = []
@@ -463,6 +465,11 @@ class Bus:
         if was_connected and (requeue or dropped):
             self._log.info("bus_requeued", requeued=len(requeue), dropped_qos0=dropped)
         self._update_drained()
+        if was_connected and self._on_disconnect is not None:
+            try:
+                self._on_disconnect()
+            except Exception:  # noqa: BLE001 - a service's hook must not break reconnection
+                self._log.exception("on_disconnect_failed")
 
     # ---- outgoing ---------------------------------------------------------------------------------
 
