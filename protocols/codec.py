@@ -6,6 +6,7 @@ from typing import Annotated, Protocol
 from pydantic import Field, TypeAdapter, ValidationError
 
 from protocols.commands import Telecommand
+from protocols.delivery import DeliveryReceipt
 from protocols.events import Alarm, Event, Rejection, RejectionCode
 from protocols.system import ClockState, ScenarioProgress, ServiceStatus
 from protocols.telemetry import (
@@ -29,6 +30,7 @@ Message = (
     | ServiceStatus
     | ClockState
     | ScenarioProgress
+    | DeliveryReceipt
 )
 MESSAGE_TYPES: tuple[type[Message], ...] = Message.__args__  # type: ignore[attr-defined]
 SCHEMA_NAMES: frozenset[str] = frozenset(

@@ -71,3 +71,7 @@ class Alarm(Envelope):
     value: float | str | bool | None = None
     limit: float | None = None
     message: Annotated[str, MaxLen(500)] = ""
+
+
+EVENT_STREAM = (Event, Rejection, Alarm)
+"""Everything that travels on an `ev` topic."""

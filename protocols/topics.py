@@ -5,6 +5,7 @@ lgs/v1/{mission}/{side}/{node}/tm/{packet}   housekeeping TM                QoS 
 lgs/v1/{mission}/{side}/{node}/ev            events, alarms, rejections     QoS 1
 lgs/v1/{mission}/{side}/{node}/tc            telecommands                   QoS 1
 lgs/v1/{mission}/{side}/{node}/ack           verification reports           QoS 1
+lgs/v1/{mission}/{side}/{node}/rx            delivery receipts to the node  QoS 1
 lgs/v1/{mission}/sys/{service}/status        retained; Last Will "offline"  QoS 1
 lgs/v1/{mission}/sys/clock                   retained simulation clock      QoS 1
 lgs/v1/{mission}/sys/scenario                retained scenario progress     QoS 1
@@ -33,9 +34,11 @@ class Channel(StrEnum):
     EV = "ev"
     TC = "tc"
     ACK = "ack"
+    RX = "rx"
+    """Delivery receipts addressed to the node (see protocols.delivery)."""
 
 
-QOS_BY_CHANNEL: dict[Channel, int] = {Channel.TM: 0, Channel.EV: 1, Channel.TC: 1, Channel.ACK: 1}
+QOS_BY_CHANNEL: dict[Channel, int] = {Channel.TM: 0, Channel.EV: 1, Channel.TC: 1, Channel.ACK: 1, Channel.RX: 1}
 
 
 def validate_mission(mission: str) -> str:
@@ -82,6 +85,9 @@ class Topics:
 
     def ack(self, side: Side, node: Node) -> str:
         return f"{self.prefix}/{side}/{node}/ack"
+
+    def rx(self, side: Side, node: Node) -> str:
+        return f"{self.prefix}/{side}/{node}/rx"
 
     def channel(self, side: Side, node: Node, channel: Channel, packet: str = "hk") -> str:
         if channel is Channel.TM:

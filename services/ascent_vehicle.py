@@ -5,8 +5,9 @@ from typing import Any
 
 from hardware_sim.hal import AscentVehicle
 from protocols.commands import Ignite, OrbitAdjust
-from protocols.events import Event
+from protocols.events import EVENT_STREAM, Event
 from protocols.nodes import Node
+from protocols.topics import Channel
 from protocols.telemetry import AscentHousekeeping, Housekeeping
 from services.device_node import CommandBinding, DeviceNode
 from services.mission import Timing
@@ -45,11 +46,13 @@ class AscentVehicleNode(DeviceNode):
         }
 
     async def _on_arm_event(self, message: IncomingMessage) -> None:
-        event = await self.runtime.decode(message, Event, reject=False)
-        if event is not None and event.event == "container_transferred":
+        heard = await self.runtime.decode(message, *EVENT_STREAM, reject=False)
+        if heard is None or not self.runtime.accept_delivery(heard, Channel.EV):
+            return
+        if isinstance(heard, Event) and heard.event == "container_transferred":
             await self.advance(self.runtime.clock.now())
-            self.vehicle.load_sample(float(event.data["mass_g"]))
-            self.runtime.log.info("sample_container_loaded", mass_g=event.data["mass_g"])
+            self.vehicle.load_sample(float(heard.data["mass_g"]))
+            self.runtime.log.info("sample_container_loaded", mass_g=heard.data["mass_g"])
 
     def housekeeping(self) -> tuple[type[Housekeeping], dict[str, Any]]:
         return AscentHousekeeping, asdict(self.vehicle.state())

@@ -38,6 +38,8 @@ def run(
     mission_file: Annotated[Path, typer.Option(help="mission profile")] = DEFAULT_MISSION_FILE,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
     broker_label: Annotated[str, typer.Option(hidden=True, help="how the report names the broker")] = "",
+    state_dir: Annotated[Path | None, typer.Option(
+        help="keep device state here and resume from it after a crash (use a fresh folder per run)")] = None,
 ) -> None:
     """Run one service as its own process against any broker."""
     from services.composition import ServiceOptions, run_service
@@ -59,7 +61,7 @@ def run(
     options = ServiceOptions(
         node=service, broker_url=broker_url, mission=mission_name, profile=profile, seed=seed, rate=rate,
         codec=settings.codec, scenario=scenario,
-        report_dir=report or settings.data_dir / mission_name, broker_label=broker_label,
+        report_dir=report or settings.data_dir / mission_name, broker_label=broker_label, state_dir=state_dir,
     )
     raise typer.Exit(asyncio.run(run_service(options)))
 

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import signal
 import zlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from hardware_sim.hal import Device
 from protocols.nodes import Node, Side
 from protocols.system import ScenarioProgress, ScenarioState
 from services.ascent_vehicle import AscentVehicleNode
+from services.device_node import DeviceNode
 from services.ground_control.archive import Archive
 from services.ground_control.report import write_report
 from services.ground_control.scenario import Phase, load_scenario
@@ -28,6 +28,7 @@ from services.lander_arm import LanderArmNode
 from services.lander_drill import LanderDrillNode
 from services.mission import MissionProfile
 from services.relay_satellite import RelaySatellite
+from services.runtime.persistence import StateFile
 from services.runtime.service import ServiceRuntime
 
 DEVICES_OF: dict[Node, tuple[str, ...]] = {
@@ -51,6 +52,8 @@ class ServiceOptions:
     scenario: Path | None = None
     report_dir: Path = Path("reports")
     broker_label: str = ""
+    state_dir: Path | None = None
+    """Where a device service keeps its state, to resume after a crash; None keeps nothing."""
 
 
 def build_devices(options: ServiceOptions, start_time: float) -> dict[str, Device]:
@@ -86,32 +89,38 @@ async def run_service(options: ServiceOptions) -> int:
     # Nodes subscribe before the runtime connects, so they are listening by the time their retained
     # `online` tells ground control to start. Devices start at the mission epoch and are advanced to
     # the clock's time on the first tick (a cheap jump while nothing moves).
-    devices = build_devices(options, options.profile.epoch)
-    node_main = None if node is Node.GROUND_CONTROL else _build_node(runtime, options, devices)
+    state_file = StateFile(options.state_dir / f"{node}.state") if options.state_dir else None
+    saved = state_file.load() if state_file is not None and node is not Node.GROUND_CONTROL else None
+    devices = saved["devices"] if saved else build_devices(options, options.profile.epoch)
+    service = None if node is Node.GROUND_CONTROL else _build_node(runtime, options, devices)
+    if service is not None:
+        service.state_file = state_file
+        if saved:
+            service.resume(saved)
     try:
         async with runtime:
-            if node_main is None:
+            if service is None:
                 exit_code = await _ground_control(runtime, options)
             else:
-                await node_main()
+                await service.run()
     except asyncio.CancelledError:
         runtime.log.info("service_stopped")
     return exit_code
 
 
 def _build_node(runtime: ServiceRuntime, options: ServiceOptions, devices: dict[str, Device]
-                ) -> Callable[[], Awaitable[None]]:
+                ) -> DeviceNode | RelaySatellite:
     timing = options.profile.timing
     match options.node:
         case Node.LANDER_DRILL:
-            return LanderDrillNode(runtime, devices["drill"], timing).run  # type: ignore[arg-type]
+            return LanderDrillNode(runtime, devices["drill"], timing)  # type: ignore[arg-type]
         case Node.LANDER_ARM:
             return LanderArmNode(runtime, devices["arm"], devices["container"],  # type: ignore[arg-type]
-                                 devices["flag"], timing).run  # type: ignore[arg-type]
+                                 devices["flag"], timing)  # type: ignore[arg-type]
         case Node.ASCENT_VEHICLE:
-            return AscentVehicleNode(runtime, devices["ascent"], timing).run  # type: ignore[arg-type]
+            return AscentVehicleNode(runtime, devices["ascent"], timing)  # type: ignore[arg-type]
         case Node.RELAY_SATELLITE:
-            return RelaySatellite(runtime, devices["relay"], timing).run  # type: ignore[arg-type]
+            return RelaySatellite(runtime, devices["relay"], timing)  # type: ignore[arg-type]
     raise ValueError(f"{options.node} is not a device node")
 
 
@@ -143,22 +152,22 @@ async def _run_scenario(gc: GroundControl, options: ServiceOptions) -> int:
     await gc.start_clock(options.rate)
 
     async def progress(index: int, phase: Phase, step: str) -> None:
-        await runtime.publish(
-            runtime.topics.scenario, ScenarioProgress, qos=1, retain=True, scenario=scenario.name,
-            state=ScenarioState.RUNNING, phase=phase.name, phase_index=index,
-            phase_count=len(scenario.phases), step=step[:300], alarms=len(gc.alarms),
-        )
+        await gc.publish_progress(runtime.stamp(
+            ScenarioProgress, runtime.topics.scenario, scenario=scenario.name, state=ScenarioState.RUNNING,
+            phase=phase.name, phase_index=index, phase_count=len(scenario.phases), step=step[:300],
+            alarms=len(gc.alarms),
+        ))
 
     result = await ScenarioRunner(gc, scenario, progress).run()
     report = write_report(gc, result, {"seed": options.seed, "rate": options.rate,
                                        "broker": options.broker_label or options.broker_url,
                                        "mission": options.mission}, options.report_dir)
-    await runtime.publish(
-        runtime.topics.scenario, ScenarioProgress, qos=1, retain=True, scenario=scenario.name,
+    await gc.publish_progress(runtime.stamp(
+        ScenarioProgress, runtime.topics.scenario, scenario=scenario.name,
         state=ScenarioState.PASSED if report["passed"] else ScenarioState.FAILED,
         phase_count=len(scenario.phases), phase_index=len(scenario.phases), alarms=len(gc.alarms),
         report_path=str((options.report_dir / "report.json").resolve())[:1024],
-    )
+    ))
     with contextlib.suppress(TimeoutError):
         await runtime.bus.flush(timeout=5)
     return 0 if report["passed"] else 1

@@ -26,6 +26,7 @@ from protocols.verification import FailureCode, Stage, VerificationReport
 from services.mission import Timing
 from services.runtime.bus import IncomingMessage
 from services.runtime.clock import sleep_until_woken
+from services.runtime.persistence import StateFile
 from services.runtime.service import ServiceRuntime
 
 _FAILURE_BY_DEVICE_CODE = {
@@ -71,9 +72,11 @@ class DeviceNode:
 
     side = Side.SPACE
 
-    def __init__(self, runtime: ServiceRuntime, devices: Sequence[Device], timing: Timing) -> None:
+    def __init__(self, runtime: ServiceRuntime, devices: Sequence[Device], timing: Timing,
+                 state_file: StateFile | None = None) -> None:
         self.runtime = runtime
         self.devices = list(devices)
+        self.state_file = state_file
         self.timing = timing
         self.node = runtime.node
         self.topics = runtime.topics
@@ -94,6 +97,27 @@ class DeviceNode:
     def on_device_event(self, event: DeviceEvent) -> None:
         """React to one of this node's own device events (e.g. a scoop deposited into the container)."""
 
+    # -- persistence --------------------------------------------------------------------------------
+    def save_state(self, *, force: bool = False) -> None:
+        if self.state_file is None:
+            return
+        self.state_file.save({
+            "devices": {device.kind: device for device in self.devices},
+            "runtime": self.runtime.snapshot(),
+            "pending": {rid: (p.command.model_dump_json(), p.progress) for rid, p in self._pending.items()},
+            "seen": list(self._seen_requests),
+        }, force=force)
+
+    def resume(self, saved: dict[str, Any]) -> None:
+        """Take back what a previous run of this service saved (its devices were restored by the caller)."""
+        self.runtime.restore(saved["runtime"])
+        bindings = self.bindings()
+        for request_id, (command_json, progress) in saved["pending"].items():
+            command = Telecommand.model_validate_json(command_json)
+            self._pending[request_id] = _Pending(command, bindings[command.command], progress)
+        self._seen_requests = dict.fromkeys(saved["seen"])
+        self.runtime.log.info("state_resumed", pending=len(self._pending), seen=len(self._seen_requests))
+
     # -- main loop ----------------------------------------------------------------------------------
     async def run(self) -> None:
         await self.runtime.clock.wait_ready()
@@ -110,6 +134,7 @@ class DeviceNode:
                 next_hk = next_hk + period if next_hk + period > now else now + period
             elif active:
                 next_hk = min(next_hk, now + self.timing.hk_period_s)  # woken by a command: full rate now
+            self.save_state()
             await sleep_until_woken(self.runtime.clock, next_hk, self._wake)
 
     def active(self) -> bool:
@@ -188,6 +213,7 @@ class DeviceNode:
             await self._report(command, Stage.COMPLETION)
         else:
             self._pending[command.request_id] = _Pending(command, binding)
+        self.save_state(force=True)
         self._wake.set()
 
     async def _resolve_pending(self, event: DeviceEvent) -> None:

@@ -8,8 +8,9 @@ from typing import Any
 
 from hardware_sim.hal import Arm, DeviceEvent, Flag, SampleContainer
 from protocols.commands import SampleSites
-from protocols.events import Event
+from protocols.events import EVENT_STREAM, Event
 from protocols.nodes import Node
+from protocols.topics import Channel
 from protocols.telemetry import ArmHousekeeping, Housekeeping, JointState
 from services.device_node import CommandBinding, DeviceNode
 from services.mission import Timing
@@ -56,11 +57,13 @@ class LanderArmNode(DeviceNode):
             self.container.receive(float(event.data["mass_g"]))
 
     async def _on_drill_event(self, message: IncomingMessage) -> None:
-        event = await self.runtime.decode(message, Event, reject=False)
-        if event is not None and event.event == "core_stowed":
+        heard = await self.runtime.decode(message, *EVENT_STREAM, reject=False)
+        if heard is None or not self.runtime.accept_delivery(heard, Channel.EV):
+            return
+        if isinstance(heard, Event) and heard.event == "core_stowed":
             await self.advance(self.runtime.clock.now())
-            accepted = self.container.receive(float(event.data["mass_g"]))
-            self.runtime.log.info("core_received", offered_g=event.data["mass_g"], accepted_g=accepted)
+            accepted = self.container.receive(float(heard.data["mass_g"]))
+            self.runtime.log.info("core_received", offered_g=heard.data["mass_g"], accepted_g=accepted)
             self._wake.set()
 
     def housekeeping(self) -> tuple[type[Housekeeping], dict[str, Any]]:

@@ -136,7 +136,7 @@ class Rehearsal:
     def _child(self, node: Node, url: str, broker_kind: str) -> _Child:
         argv = [sys.executable, "-m", "services.cli", "run", str(node), "--mission", self.mission,
                 "--broker", url, "--seed", str(self.seed), "--rate", str(self.rate),
-                "--mission-file", str(self.mission_file)]
+                "--mission-file", str(self.mission_file), "--state-dir", str(self.report_dir / "state")]
         if node is Node.GROUND_CONTROL:
             argv += ["--scenario", str(self.scenario), "--report", str(self.report_dir),
                      "--broker-label", f"{broker_kind} {url}"]

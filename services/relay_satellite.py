@@ -11,10 +11,12 @@ import heapq
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from hardware_sim.hal import RelayLink
 from protocols.codec import Message
 from protocols.commands import Telecommand
+from protocols.delivery import DeliveryReceipt
 from protocols.events import Alarm, Event, Rejection, RejectionCode, Severity
 from protocols.nodes import FAR_SIDE_NODES, Side
 from protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping, RelayHousekeeping
@@ -23,6 +25,7 @@ from protocols.verification import VerificationReport
 from services.mission import Timing
 from services.runtime.bus import IncomingMessage
 from services.runtime.clock import sleep_until_woken
+from services.runtime.persistence import StateFile
 from services.runtime.service import ServiceRuntime
 
 _EXPECTED: dict[Channel, tuple[type[Message], ...]] = {
@@ -30,6 +33,7 @@ _EXPECTED: dict[Channel, tuple[type[Message], ...]] = {
     Channel.EV: (Event, Rejection, Alarm),
     Channel.ACK: (VerificationReport,),
     Channel.TC: (Telecommand,),
+    Channel.RX: (DeliveryReceipt,),
 }
 
 
@@ -55,12 +59,14 @@ class RelaySatellite:
         self._stored: deque[_InTransit] = deque()
         self._last_due = 0.0
         self._wake = asyncio.Event()
+        self.state_file: StateFile | None = None
         self.forwarded = {Side.GROUND: 0, Side.SPACE: 0}
         self.expired = 0
         self.dropped = 0
         for channel in (Channel.TM, Channel.EV, Channel.ACK):
             runtime.bus.subscribe(topics.side_filter(Side.SPACE, channel), self._on_message, qos=1)
-        runtime.bus.subscribe(topics.side_filter(Side.GROUND, Channel.TC), self._on_message, qos=1)
+        for channel in (Channel.TC, Channel.RX):
+            runtime.bus.subscribe(topics.side_filter(Side.GROUND, channel), self._on_message, qos=1)
 
     async def _on_message(self, message: IncomingMessage) -> None:
         try:
@@ -68,6 +74,8 @@ class RelaySatellite:
         except TopicError as exc:
             await self.runtime.reject(message, RejectionCode.WRONG_TOPIC, str(exc))
             return
+        if where.node == self.runtime.node and where.channel is Channel.RX:
+            return  # receipts for the relay's own events: the runtime takes them
         if where.node not in FAR_SIDE_NODES:
             await self.runtime.reject(
                 message, RejectionCode.WRONG_TOPIC, f"{where.node} is not a far-side node: nothing to relay"
@@ -104,6 +112,21 @@ class RelaySatellite:
         self._last_due = item.due
         heapq.heappush(self._in_transit, item)
 
+    def save_state(self, *, force: bool = False) -> None:
+        if self.state_file is not None:
+            self.state_file.save({"devices": {"relay": self.link}, "runtime": self.runtime.snapshot(),
+                                  "in_transit": list(self._in_transit), "stored": list(self._stored),
+                                  "counters": (self.forwarded, self.expired, self.dropped)}, force=force)
+
+    def resume(self, saved: dict[str, Any]) -> None:
+        """Take back the messages on board when the previous run stopped (the link was restored by the caller)."""
+        self.runtime.restore(saved["runtime"])
+        self._in_transit = list(saved["in_transit"])
+        heapq.heapify(self._in_transit)
+        self._stored = deque(saved["stored"])
+        self.forwarded, self.expired, self.dropped = saved["counters"]
+        self._order = itertools.count(max((i.order for i in [*self._in_transit, *self._stored]), default=0) + 1)
+
     async def run(self) -> None:
         clock = self.runtime.clock
         await clock.wait_ready()
@@ -126,6 +149,7 @@ class RelaySatellite:
                 window = self.link.next_window_start(now)
                 if window is not None:
                     wake_at.append(window)
+            self.save_state()
             await sleep_until_woken(clock, min(wake_at), self._wake)
 
     async def _deliver(self, item: _InTransit, now: float) -> None:

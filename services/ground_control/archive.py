@@ -19,6 +19,9 @@ CREATE INDEX IF NOT EXISTS tm_node_time ON tm (node, sim_time);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, node TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
     severity TEXT NOT NULL, sim_time REAL NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tm_gaps (
+    id INTEGER PRIMARY KEY, node TEXT NOT NULL, missing INTEGER NOT NULL, after_seq INTEGER NOT NULL,
+    from_sim REAL NOT NULL, to_sim REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS commands (
     request_id TEXT PRIMARY KEY, node TEXT NOT NULL, command TEXT NOT NULL, args TEXT NOT NULL,
     sent_sim REAL NOT NULL, state TEXT NOT NULL, final_sim REAL, failure_code TEXT, reason TEXT);
@@ -41,6 +44,12 @@ class Archive:
 
     def add_event(self, node: str, kind: str, name: str, severity: str, message: Message) -> None:
         self._events.append((node, kind, name, severity, message.sim_time, message.model_dump_json()))
+
+    def add_gap(self, gap: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO tm_gaps (node, missing, after_seq, from_sim, to_sim) VALUES (?,?,?,?,?)",
+            (gap["node"], gap["missing"], gap["after_seq"], gap["from_sim"], gap["to_sim"]),
+        )
 
     def record_command(
         self,

@@ -91,6 +91,11 @@ class CommandBook:
                         f"no completion within {tracked.deadline - tracked.sent_at:.0f} s (simulated)")
         return expired
 
+    def extend_deadlines(self, seconds: float) -> None:
+        for tracked in self.commands.values():
+            if not tracked.final:
+                tracked.deadline += seconds
+
     def next_deadline(self) -> float | None:
         deadlines = [c.deadline for c in self.commands.values() if not c.final]
         return min(deadlines) if deadlines else None

@@ -83,6 +83,14 @@ def build_report(gc: GroundControl, result: ScenarioResult, run: dict[str, Any])
             for r in gc.rejections[:20]
         ],
         "tm_packets_archived": gc.archive.count_tm(),
+        "tm_gaps": gc.tm_gaps,
+        "broker_outage_mission_seconds": round(gc.outage_s, 1),
+        "delivery": {
+            "duplicates_dropped": gc.runtime.delivery_in.duplicates,
+            "known_missing": sum(gc.runtime.delivery_in.holes().values()),
+            "streams": gc.runtime.delivery_in.summary(),
+            "commands_resent": gc.commands_resent,
+        },
         "figures": key_figures(gc),
     }
 

@@ -3,6 +3,7 @@ command's verification with timeouts in simulated time, and owns the mission clo
 """
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from protocols.commands import ArgValue, Telecommand
 from protocols.events import Alarm, AlarmState, Event, Rejection, Severity
 from protocols.nodes import FAR_SIDE_NODES, Node, Side
-from protocols.system import ClockState, ServiceState, ServiceStatus
+from protocols.system import ClockState, ScenarioProgress, ServiceState, ServiceStatus
 from protocols.telemetry import (
     ArmHousekeeping,
     AscentHousekeeping,
@@ -31,6 +32,16 @@ from services.runtime.service import ServiceRuntime
 HOUSEKEEPING = (DrillHousekeeping, ArmHousekeeping, AscentHousekeeping, RelayHousekeeping)
 DEFAULT_ONE_WAY_DELAY_S = 1.34
 """Earth-Moon 1.28 s plus the relay leg, until the relay's housekeeping says otherwise (facts.md [53][54])."""
+
+
+@dataclass
+class _Unanswered:
+    """A telecommand not yet answered by any report: re-sent (same bytes) until one comes back."""
+
+    topic: str
+    payload: bytes
+    last_sent: float
+    backoff_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,9 +65,19 @@ class GroundControl:
         self.rejections: list[Rejection] = []
         self.service_states: dict[str, ServiceState] = {}
         self.tm_received = 0
+        self.tm_gaps: list[dict[str, Any]] = []
+        self._last_tm: dict[str, tuple[int, float]] = {}
         self.one_way_delay_s = DEFAULT_ONE_WAY_DELAY_S
+        self.outage_s = 0.0
+        """Simulated seconds spent cut off from the broker: timeouts do not run while we cannot hear."""
+        self._outage_since: float | None = None
+        self._unanswered: dict[str, _Unanswered] = {}
+        self.commands_resent = 0
+        self.scenario_progress: ScenarioProgress | None = None
         self._activity = asyncio.Event()
         self._wake = asyncio.Event()
+        runtime.on_disconnect_hooks.append(self._on_broker_lost)
+        runtime.on_connect_hooks.append(self._on_broker_back)
         bus = runtime.bus
         bus.subscribe(self.topics.side_filter(Side.GROUND, Channel.TM), self._on_tm, qos=0)
         bus.subscribe(self.topics.side_filter(Side.GROUND, Channel.EV), self._on_event, qos=1)
@@ -88,6 +109,7 @@ class GroundControl:
         if tm is None:
             return
         node = str(tm.source)
+        self._note_gap(node, tm.seq, tm.sim_time)
         fields = tm.model_dump()
         self.latest[node] = fields
         self.tm_received += 1
@@ -107,9 +129,19 @@ class GroundControl:
             )
         self._activity.set()
 
+    def _note_gap(self, node: str, seq: int, sim_time: float) -> None:
+        """Housekeeping is QoS 0: a jump in its sequence count is a gap, kept with its span."""
+        last = self._last_tm.get(node)
+        self._last_tm[node] = (seq, sim_time)
+        if last is not None and seq > last[0] + 1:
+            gap = {"node": node, "missing": seq - last[0] - 1, "after_seq": last[0],
+                   "from_sim": last[1], "to_sim": sim_time, "span_s": round(sim_time - last[1], 3)}
+            self.tm_gaps.append(gap)
+            self.archive.add_gap(gap)
+
     async def _on_event(self, message: IncomingMessage) -> None:
         event = await self.runtime.decode(message, Event, Rejection, Alarm)
-        if event is None:
+        if event is None or not self.runtime.accept_delivery(event, Channel.EV):
             return
         node = str(event.source)
         if isinstance(event, Rejection):
@@ -124,7 +156,8 @@ class GroundControl:
 
     async def _on_ack(self, message: IncomingMessage) -> None:
         report = await self.runtime.decode(message, VerificationReport)
-        if report is not None:
+        if report is not None and self.runtime.accept_delivery(report, Channel.ACK):
+            self._unanswered.pop(report.request_id, None)
             self._record(self.book.on_report(report))
             self._activity.set()
 
@@ -167,8 +200,9 @@ class GroundControl:
         allowed = timeout_s + 2 * self.one_way_delay_s + self.profile.timing.command_margin_s
         tracked = self.book.open(str(node), command, args or {}, now, allowed)
         expires_at = now + expires_after_s if expires_after_s is not None else None
-        await self.runtime.publish(
-            self.topics.tc(Side.GROUND, node),
+        topic = self.topics.tc(Side.GROUND, node)
+        sent = await self.runtime.publish(
+            topic,
             Telecommand,
             qos=1,
             request_id=tracked.request_id,
@@ -177,6 +211,7 @@ class GroundControl:
             args=args or {},
             expires_at=expires_at,
         )
+        self._unanswered[tracked.request_id] = _Unanswered(topic, self.runtime.codec.encode(sent), time.monotonic())
         self._record(tracked)
         self.runtime.log.info("command_sent", request_id=tracked.request_id, target=str(node), command=command)
         self._wake.set()
@@ -193,12 +228,58 @@ class GroundControl:
     # -- waiting on the world ---------------------------------------------------------------------------
     async def wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
         """Wait, in simulated time, until `predicate()` holds (re-checked on every arrival) or the deadline."""
+        outage_before = self.outage_s
         while True:
             if predicate():
                 return True
-            if self.runtime.clock.now() >= deadline:
+            extended = deadline + self.outage_s - outage_before
+            if self.runtime.clock.now() >= extended and self._outage_since is None:
                 return False
-            await sleep_until_woken(self.runtime.clock, deadline, self._activity)
+            await sleep_until_woken(self.runtime.clock, extended, self._activity)
+
+    async def _resend_unanswered(self) -> None:
+        """A command that got no report at all may have been lost with a broker: send it again. The node
+        ignores a repeat of a request id it has seen, so this is safe."""
+        now = time.monotonic()
+        for request_id, item in list(self._unanswered.items()):
+            if self.book.commands[request_id].final:
+                del self._unanswered[request_id]
+            elif now - item.last_sent >= item.backoff_s and self.runtime.bus.connected:
+                item.last_sent, item.backoff_s = now, min(item.backoff_s * 2, 30.0)
+                self.commands_resent += 1
+                self.runtime.log.info("command_resent", request_id=request_id)
+                await self.runtime.bus.publish(item.topic, item.payload, qos=1)
+
+    # -- the broker going away and coming back -------------------------------------------------------
+    def _on_broker_lost(self) -> None:
+        self._outage_since = self.runtime.sim_now()
+        self.runtime.log.warning("broker_lost")
+        asyncio.get_running_loop().create_task(self.alarm(
+            "broker.link", AlarmState.RAISED, severity=Severity.CRITICAL, node=str(Node.GROUND_CONTROL),
+            message="ground control lost the broker: no telemetry, no commanding"))
+
+    async def _on_broker_back(self) -> None:
+        """Put back what a restarted broker forgot (retained clock and progress) and stop the clock on
+        our timeouts for the time we could hear nothing."""
+        if self.runtime.clock.ready:
+            await self.master.republish()
+        if self.scenario_progress is not None:
+            await self.publish_progress(self.scenario_progress)
+        if self._outage_since is None:
+            return
+        lost = max(0.0, self.runtime.sim_now() - self._outage_since)
+        self._outage_since = None
+        self.outage_s += lost
+        self.book.extend_deadlines(lost)
+        await self.alarm("broker.link", AlarmState.CLEARED, node=str(Node.GROUND_CONTROL),
+                         message=f"broker back after {lost:.0f} s (simulated)")
+        self._activity.set()
+        self._wake.set()
+
+    async def publish_progress(self, progress: ScenarioProgress) -> None:
+        self.scenario_progress = progress
+        await self.runtime.bus.publish(self.topics.scenario, self.runtime.codec.encode(progress), qos=1,
+                                       retain=True)
 
     @property
     def idle(self) -> bool:
@@ -223,10 +304,13 @@ class GroundControl:
         clock = self.runtime.clock
         await clock.wait_ready()
         while True:
-            for tracked in self.book.time_out(clock.now()):
-                self._record(tracked)
-                self.runtime.log.warning("command_timed_out", request_id=tracked.request_id)
-                self._activity.set()
+            if self._outage_since is None:
+                for tracked in self.book.time_out(clock.now()):
+                    self._unanswered.pop(tracked.request_id, None)
+                    self._record(tracked)
+                    self.runtime.log.warning("command_timed_out", request_id=tracked.request_id)
+                    self._activity.set()
+                await self._resend_unanswered()
             self.archive.flush()
             deadline = self.book.next_deadline()
             horizon = clock.now() + max(1.0, clock.rate * 0.25)  # flush about four times a wall second

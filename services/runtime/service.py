@@ -4,6 +4,7 @@
 as an argument and never build their own bus or clock.
 """
 
+import asyncio
 import os
 import time
 from collections import defaultdict
@@ -13,13 +14,19 @@ from typing import Any, TypeVar
 import structlog
 
 from protocols.codec import DecodeError, Message, excerpt, get_codec
+from protocols.delivery import RELIABLE_RECEIVERS, DeliveryReceipt
+from protocols.envelope import Envelope
 from protocols.events import Rejection, RejectionCode
 from protocols.nodes import Node, Side
 from protocols.system import ClockState, ServiceState, ServiceStatus
-from protocols.topics import Topics
+from protocols.topics import Channel, Topics
 from services import __version__
 from services.runtime.bus import Bus, IncomingMessage, Will
 from services.runtime.clock import SimClock
+from services.runtime.delivery import DeliveryOutbox, DeliveryRecord
+
+RECEIPT_PERIOD_S = 0.1
+"""Wall seconds between receipts for a stream that keeps arriving (receipts are cumulative)."""
 
 MessageT = TypeVar("MessageT", bound=Message)
 
@@ -48,6 +55,17 @@ class ServiceRuntime:
         self.log = structlog.get_logger().bind(mission=mission, node=str(node))
         self._seq: dict[str, int] = defaultdict(int)
         self.rejections = 0
+        self.on_connect_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.on_disconnect_hooks: list[Callable[[], None]] = []
+        self.delivery_out = DeliveryOutbox()
+        self.delivery_in = DeliveryRecord()
+        self._reliable_topics: dict[str, tuple[str, frozenset[Node]]] = {}
+        for channel in (Channel.EV, Channel.ACK):
+            receivers = RELIABLE_RECEIVERS.get((node, channel))
+            if receivers:
+                topic = self.topics.channel(event_side, node, channel)
+                self._reliable_topics[topic] = (channel.value, receivers)
+        self._tasks: list[asyncio.Task[None]] = []
         will = Will(
             topic=self.topics.status(node),
             payload=self.codec.encode(self._status(ServiceState.OFFLINE)),
@@ -60,14 +78,20 @@ class ServiceRuntime:
             will=will,
             on_connect=self._on_connect,
             on_handler_error=self._on_handler_error,
+            on_disconnect=self._on_disconnect,
         )
         self.bus.subscribe(self.topics.clock, self._on_clock, qos=1)
+        if self._reliable_topics:
+            self.bus.subscribe(self.topics.rx(event_side, node), self._on_receipt, qos=1)
 
     async def __aenter__(self) -> "ServiceRuntime":
         await self.bus.__aenter__()
+        self._tasks.append(asyncio.create_task(self._delivery_loop(), name=f"delivery-{self.node}"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
         try:
             await self.publish_status(ServiceState.OFFLINE)
         finally:
@@ -101,8 +125,49 @@ class ServiceRuntime:
         self, topic: str, model: type[MessageT], /, *, qos: int = 1, retain: bool = False, **fields: Any
     ) -> MessageT:
         message = self.stamp(model, topic, **fields)
-        await self.bus.publish(topic, self.codec.encode(message), qos=qos, retain=retain)
+        payload = self.codec.encode(message)
+        reliable = self._reliable_topics.get(topic)
+        if reliable is not None and qos > 0:
+            channel, receivers = reliable
+            self.delivery_out.track(channel, topic, receivers, message.seq, payload)
+        await self.bus.publish(topic, payload, qos=qos, retain=retain)
         return message
+
+    # -- end-to-end delivery ----------------------------------------------------------------------------
+    def accept_delivery(self, message: Envelope, channel: Channel) -> bool:
+        """For a receiver of a reliable stream: True the first time a message arrives, False for a repeat.
+        Either way a receipt goes back to its source soon."""
+        if self.node not in RELIABLE_RECEIVERS.get((message.source, channel), ()):
+            return True
+        return self.delivery_in.accept(message.source, channel.value, message.seq)
+
+    async def _on_receipt(self, message: IncomingMessage) -> None:
+        receipt = await self.decode(message, DeliveryReceipt)
+        if receipt is None:
+            return
+        if receipt.stream_source != self.node:
+            await self.reject(message, RejectionCode.WRONG_TOPIC, f"receipt for {receipt.stream_source}")
+            return
+        self.delivery_out.confirm(receipt.channel, receipt.source, receipt.upto)
+
+    async def _delivery_loop(self) -> None:
+        """Send receipts for what arrived, re-send what nobody confirmed."""
+        while True:
+            await asyncio.sleep(RECEIPT_PERIOD_S)
+            for source, channel, upto in self.delivery_in.take_receipts():
+                await self.publish(self.topics.rx(self.event_side, source), DeliveryReceipt, qos=1,
+                                   stream_source=source, channel=channel, upto=upto)
+            if self.bus.connected:
+                for topic, payload in self.delivery_out.due():
+                    await self.bus.publish(topic, payload, qos=1)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a restarted service needs to go on numbering and re-sending where it stopped."""
+        return {"seq": dict(self._seq), "outbox": self.delivery_out.snapshot()}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self._seq.update(snapshot.get("seq", {}))
+        self.delivery_out.restore(snapshot.get("outbox", {}))
 
     @property
     def event_topic(self) -> str:
@@ -126,6 +191,12 @@ class ServiceRuntime:
 
     async def _on_connect(self) -> None:
         await self.publish_status(ServiceState.ONLINE)
+        for hook in self.on_connect_hooks:
+            await hook()
+
+    def _on_disconnect(self) -> None:
+        for hook in self.on_disconnect_hooks:
+            hook()
 
     # -- decoding and rejection -------------------------------------------------------------------------
     async def decode(

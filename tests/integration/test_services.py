@@ -3,6 +3,7 @@ liveness, and the relay's store-and-forward across a visibility gap."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -148,6 +149,36 @@ async def test_a_command_sent_during_a_relay_gap_is_delivered_after_it(
         delivered = [h for h in listener.history if h.topic == topics.tc(Side.SPACE, Node.LANDER_DRILL)]
         assert [h.message.request_id for h in delivered if isinstance(h.message, Telecommand)] == ["t-gap"]
         await listener.wait_for(report_for("t-gap", Stage.COMPLETION, True), timeout=30)
+    finally:
+        for process in processes.values():
+            process.stop()
+
+
+async def test_reports_lost_while_the_relay_was_down_are_resent_end_to_end(
+    mosquitto_session: MosquittoProcess, mission: str, tmp_path: Path, listener: Listener
+) -> None:
+    processes = await start_system(mosquitto_session.url, mission, tmp_path, listener)
+    topics = Topics(mission)
+    try:
+        processes[Node.RELAY_SATELLITE].kill()  # nothing crosses to the ground now
+        await listener.publish(topics.tc(Side.SPACE, Node.LANDER_DRILL), command("t-lost", "CHECKOUT"))
+        await listener.wait_for(lambda h: report_for("t-lost", Stage.COMPLETION, True)(h) and "/space/" in h.topic,
+                                what="the drill's completion on the space side")
+        await asyncio.sleep(0.5)
+        assert not listener.find(lambda h: report_for("t-lost")(h) and "/ground/" in h.topic)
+
+        processes[Node.RELAY_SATELLITE].start()  # a fresh relay: it never saw those reports
+        completed = report_for("t-lost", Stage.COMPLETION, True)
+        await listener.wait_for(lambda h: completed(h) and "/ground/" in h.topic, timeout=30,
+                                what="the re-sent completion on the ground side")
+        space_copies = listener.find(lambda h: completed(h) and "/space/" in h.topic)
+        assert len(space_copies) >= 2, "the drill should have re-sent its unconfirmed report"
+        # once ground control confirms, the drill stops re-sending
+        await listener.wait_for(lambda h: h.topic == topics.rx(Side.SPACE, Node.LANDER_DRILL), timeout=30,
+                                what="a receipt reaching the drill")
+        settled = len(listener.find(lambda h: completed(h) and "/space/" in h.topic))
+        await asyncio.sleep(3.0)
+        assert len(listener.find(lambda h: completed(h) and "/space/" in h.topic)) == settled
     finally:
         for process in processes.values():
             process.stop()
