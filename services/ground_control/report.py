@@ -84,6 +84,7 @@ def build_report(gc: GroundControl, result: ScenarioResult, run: dict[str, Any])
         ],
         "tm_packets_archived": gc.archive.count_tm(),
         "tm_gaps": gc.tm_gaps,
+        "service_counters": {**gc.service_counters, str(Node.GROUND_CONTROL): gc.runtime.counters()},
         "broker_outage_mission_seconds": round(gc.outage_s, 1),
         "delivery": {
             "duplicates_dropped": gc.runtime.delivery_in.duplicates,

@@ -64,6 +64,7 @@ class GroundControl:
         self.alarms: list[Alarm] = []
         self.rejections: list[Rejection] = []
         self.service_states: dict[str, ServiceState] = {}
+        self.service_counters: dict[str, dict[str, int]] = {}
         self.tm_received = 0
         self.tm_gaps: list[dict[str, Any]] = []
         self._last_tm: dict[str, tuple[int, float]] = {}
@@ -168,6 +169,7 @@ class GroundControl:
         if status is None or status.source == Node.GROUND_CONTROL:
             return
         node = str(status.source)
+        self.service_counters[node] = dict(status.counters)
         previous = self.service_states.get(node)
         self.service_states[node] = status.state
         if status.state is ServiceState.OFFLINE and previous is not ServiceState.OFFLINE:

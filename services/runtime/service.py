@@ -27,6 +27,8 @@ from services.runtime.delivery import DeliveryOutbox, DeliveryRecord
 
 RECEIPT_PERIOD_S = 0.1
 """Wall seconds between receipts for a stream that keeps arriving (receipts are cumulative)."""
+STATUS_PERIOD_S = 5.0
+"""Wall seconds between refreshes of the retained status and its counters."""
 
 MessageT = TypeVar("MessageT", bound=Message)
 
@@ -68,7 +70,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         will = Will(
             topic=self.topics.status(node),
-            payload=self.codec.encode(self._status(ServiceState.OFFLINE)),
+            payload=self.codec.encode(self._status(ServiceState.OFFLINE, with_counters=False)),
             qos=1,
             retain=True,
         )
@@ -151,9 +153,13 @@ class ServiceRuntime:
         self.delivery_out.confirm(receipt.channel, receipt.source, receipt.upto)
 
     async def _delivery_loop(self) -> None:
-        """Send receipts for what arrived, re-send what nobody confirmed."""
+        """Send receipts for what arrived, re-send what nobody confirmed, refresh the status counters."""
+        next_status = time.monotonic() + STATUS_PERIOD_S
         while True:
             await asyncio.sleep(RECEIPT_PERIOD_S)
+            if time.monotonic() >= next_status and self.bus.connected:
+                next_status = time.monotonic() + STATUS_PERIOD_S
+                await self.publish_status(ServiceState.ONLINE)
             for source, channel, upto in self.delivery_in.take_receipts():
                 await self.publish(self.topics.rx(self.event_side, source), DeliveryReceipt, qos=1,
                                    stream_source=source, channel=channel, upto=upto)
@@ -174,7 +180,7 @@ class ServiceRuntime:
         return self.topics.ev(self.event_side, self.node)
 
     # -- liveness ---------------------------------------------------------------------------------------
-    def _status(self, state: ServiceState) -> ServiceStatus:
+    def _status(self, state: ServiceState, with_counters: bool = True) -> ServiceStatus:
         return ServiceStatus(
             source=self.node,
             sim_time=self.sim_now(),
@@ -183,7 +189,14 @@ class ServiceRuntime:
             version=__version__,
             pid=os.getpid(),
             backends=self.backends,
+            counters=self.counters() if with_counters else {},
         )
+
+    def counters(self) -> dict[str, int]:
+        """What an operator needs to see that nothing is silently lost: every queue's overflow counted."""
+        return {**vars(self.bus.stats), "rejections": self.rejections,
+                "resent": self.delivery_out.resent, "unconfirmed": self.delivery_out.unconfirmed,
+                "given_up": self.delivery_out.given_up, "duplicates_dropped": self.delivery_in.duplicates}
 
     async def publish_status(self, state: ServiceState) -> None:
         payload = self.codec.encode(self._status(state))

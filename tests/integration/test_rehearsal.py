@@ -48,6 +48,11 @@ def assert_nominal(result: subprocess.CompletedProcess[str], report: dict, tmp_p
     assert report["commands"]["completed"] >= 15
     assert report["commands"]["failed"] == report["commands"]["timed_out"] == 0
     assert report["mission_seconds"] > 4 * 86400
+    counters = report["service_counters"]
+    assert set(counters) == {"lander-drill", "lander-arm", "ascent-vehicle", "relay-satellite", "ground-control"}
+    for node, values in counters.items():
+        assert values["incoming_overflow"] == values["outbox_overflow"] == values["handler_errors"] == 0, node
+    assert counters["relay-satellite"]["published"] > 1000 and counters["ground-control"]["received"] > 1000
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "![drill.png](drill.png)" in markdown and "![ascent.png](ascent.png)" in markdown
     assert (tmp_path / "report" / "drill.png").stat().st_size > 1000
