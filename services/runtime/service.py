@@ -106,7 +106,8 @@ class ServiceRuntime:
     async def _on_clock(self, message: IncomingMessage) -> None:
         if not message.payload:
             return  # an empty retained payload only clears the clock: nothing to follow
-        state = await self.decode(message, ClockState)
+        # every service follows the clock; its owner, ground control, is the one that rejects bad input
+        state = await self.decode(message, ClockState, reject=self.node is Node.GROUND_CONTROL)
         if state is not None:
             self.clock.update(state)
 
