@@ -68,23 +68,38 @@ class JsonCodec:
     name = "json"
 
     def encode(self, message: Message) -> bytes:
-        return message.model_dump_json().encode()
+        # the bytes model_dump_json() would give, without the str round trip
+        return message.__pydantic_serializer__.to_json(message)
 
     def decode(self, payload: bytes) -> Message:
+        # Fast path: pydantic parses and validates the JSON in one pass (no Python dict in between).
+        # Anything it refuses goes through the step-by-step path below, which says why (MALFORMED,
+        # UNKNOWN_SCHEMA or INVALID, with the request id when there is one).
+        try:
+            return _ADAPTER.validate_json(payload)
+        except ValidationError:
+            pass
+        return self._decode_checked(payload)
+
+    def _decode_checked(self, payload: bytes) -> Message:
         try:
             raw = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DecodeError(RejectionCode.MALFORMED, f"not JSON: {exc}") from None
+        except (RecursionError, ValueError) as exc:  # nesting too deep, integers too long to convert
+            raise DecodeError(RejectionCode.MALFORMED, f"JSON beyond limits: {str(exc)[:200]}") from None
         if not isinstance(raw, dict):
             raise DecodeError(RejectionCode.MALFORMED, f"expected a JSON object, got {type(raw).__name__}")
         schema = raw.get("schema_name")
         request_id = raw.get("request_id") if isinstance(raw.get("request_id"), str) else None
-        if schema not in SCHEMA_NAMES:
+        if not isinstance(schema, str) or schema not in SCHEMA_NAMES:
             raise DecodeError(
                 RejectionCode.UNKNOWN_SCHEMA, f"unknown schema_name {schema!r}", request_id=request_id
             )
         try:
             return _ADAPTER.validate_python(raw)
+        except RecursionError:
+            raise DecodeError(RejectionCode.MALFORMED, "nested too deep", request_id=request_id) from None
         except ValidationError as exc:
             raise DecodeError(RejectionCode.INVALID, _summarise(exc), request_id=request_id) from None
 

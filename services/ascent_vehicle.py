@@ -1,6 +1,6 @@
 """The ascent vehicle: lifts off from the lander, reaches lunar orbit, phases, docks, hands over."""
 
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from hardware_sim.hal import AscentVehicle
@@ -46,7 +46,7 @@ class AscentVehicleNode(DeviceNode):
         }
 
     async def _on_arm_event(self, message: IncomingMessage) -> None:
-        heard = await self.runtime.decode(message, *EVENT_STREAM, reject=False)
+        heard = await self.runtime.decode(message, *EVENT_STREAM, reject=False, source=Node.LANDER_ARM)
         if heard is None or not self.runtime.accept_delivery(heard, Channel.EV):
             return
         if isinstance(heard, Event) and heard.event == "container_transferred":
@@ -55,4 +55,5 @@ class AscentVehicleNode(DeviceNode):
             self.runtime.log.info("sample_container_loaded", mass_g=heard.data["mass_g"])
 
     def housekeeping(self) -> tuple[type[Housekeeping], dict[str, Any]]:
-        return AscentHousekeeping, asdict(self.vehicle.state())
+        state = self.vehicle.state()
+        return AscentHousekeeping, {f.name: getattr(state, f.name) for f in fields(state)}  # flat: no deep copy

@@ -20,7 +20,7 @@ from protocols.commands import (
     parse_command_args,
 )
 from protocols.events import Event, RejectionCode, Severity
-from protocols.nodes import Side
+from protocols.nodes import Node, Side
 from protocols.telemetry import Housekeeping
 from protocols.verification import FailureCode, Stage, VerificationReport
 from services.mission import Timing
@@ -171,7 +171,7 @@ class DeviceNode:
 
     # -- telecommands -------------------------------------------------------------------------------
     async def _on_telecommand(self, message: IncomingMessage) -> None:
-        command = await self.runtime.decode(message, Telecommand)
+        command = await self.runtime.decode(message, Telecommand, source=Node.GROUND_CONTROL)
         if command is None:
             return
         if command.request_id in self._seen_requests:

@@ -57,7 +57,7 @@ class LanderArmNode(DeviceNode):
             self.container.receive(float(event.data["mass_g"]))
 
     async def _on_drill_event(self, message: IncomingMessage) -> None:
-        heard = await self.runtime.decode(message, *EVENT_STREAM, reject=False)
+        heard = await self.runtime.decode(message, *EVENT_STREAM, reject=False, source=Node.LANDER_DRILL)
         if heard is None or not self.runtime.accept_delivery(heard, Channel.EV):
             return
         if isinstance(heard, Event) and heard.event == "core_stowed":

@@ -1,6 +1,6 @@
 """The lander's coring drill: drills to depth through layered regolith, stows the core."""
 
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from hardware_sim.hal import Drill
@@ -39,4 +39,5 @@ class LanderDrillNode(DeviceNode):
         }
 
     def housekeeping(self) -> tuple[type[Housekeeping], dict[str, Any]]:
-        return DrillHousekeeping, asdict(self.drill.state())
+        state = self.drill.state()
+        return DrillHousekeeping, {f.name: getattr(state, f.name) for f in fields(state)}  # flat: no deep copy

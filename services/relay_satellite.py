@@ -18,7 +18,7 @@ from protocols.codec import Message
 from protocols.commands import Telecommand
 from protocols.delivery import DeliveryReceipt
 from protocols.events import Alarm, Event, Rejection, RejectionCode, Severity
-from protocols.nodes import FAR_SIDE_NODES, Side
+from protocols.nodes import FAR_SIDE_NODES, Node, Side
 from protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping, RelayHousekeeping
 from protocols.topics import Channel, TopicError
 from protocols.verification import VerificationReport
@@ -81,7 +81,8 @@ class RelaySatellite:
                 message, RejectionCode.WRONG_TOPIC, f"{where.node} is not a far-side node: nothing to relay"
             )
             return
-        decoded = await self.runtime.decode(message, *_EXPECTED[where.channel])
+        sender = Node.GROUND_CONTROL if where.side is Side.GROUND else where.node
+        decoded = await self.runtime.decode(message, *_EXPECTED[where.channel], source=sender)
         if decoded is None:
             return
         other = Side.GROUND if where.side is Side.SPACE else Side.SPACE
@@ -95,6 +96,9 @@ class RelaySatellite:
             side=other,
             command=decoded if isinstance(decoded, Telecommand) else None,
         )
+        if not self.runtime.clock.ready:  # no time yet, so no light time: keep it until there is
+            self._stored.append(item)
+            return
         now = self.runtime.clock.now()
         self.link.advance(now)
         if self.link.far_side_visible(now) and not self._stored:

@@ -37,10 +37,9 @@ class Archive:
         self._tm: list[tuple[Any, ...]] = []
         self._events: list[tuple[Any, ...]] = []
 
-    def add_tm(self, node: str, packet: str, message: Message) -> None:
-        self._tm.append(
-            (node, packet, message.seq, message.sim_time, message.wall_time, message.model_dump_json())
-        )
+    def add_tm(self, node: str, packet: str, message: Message, body: str) -> None:
+        """`body` is the packet as received (valid JSON already), so it is not serialised again."""
+        self._tm.append((node, packet, message.seq, message.sim_time, message.wall_time, body))
 
     def add_event(self, node: str, kind: str, name: str, severity: str, message: Message) -> None:
         self._events.append((node, kind, name, severity, message.sim_time, message.model_dump_json()))

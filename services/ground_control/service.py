@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.commands import ArgValue, Telecommand
-from protocols.events import Alarm, AlarmState, Event, Rejection, Severity
+from protocols.events import EVENT_STREAM, Alarm, AlarmState, Event, Rejection, RejectionCode, Severity
 from protocols.nodes import FAR_SIDE_NODES, Node, Side
 from protocols.system import ClockState, ScenarioProgress, ServiceState, ServiceStatus
 from protocols.telemetry import (
@@ -99,14 +99,19 @@ class GroundControl:
             self.runtime.log.info("clock_started", rate=rate, epoch=self.profile.mission.epoch.isoformat())
 
     # -- ingest -----------------------------------------------------------------------------------------
-    def _node_of(self, message: IncomingMessage) -> str | None:
+    async def _publisher_of(self, message: IncomingMessage) -> Node | None:
+        """The node whose topic this is; a topic outside the tree is rejected."""
         try:
-            return str(self.topics.parse(message.topic).node)
-        except TopicError:
+            return self.topics.parse(message.topic).node
+        except TopicError as exc:
+            await self.runtime.reject(message, RejectionCode.WRONG_TOPIC, str(exc))
             return None
 
     async def _on_tm(self, message: IncomingMessage) -> None:
-        tm = await self.runtime.decode(message, *HOUSEKEEPING)
+        publisher = await self._publisher_of(message)
+        if publisher is None:
+            return
+        tm = await self.runtime.decode(message, *HOUSEKEEPING, source=publisher)
         if tm is None:
             return
         node = str(tm.source)
@@ -114,7 +119,7 @@ class GroundControl:
         fields = tm.model_dump()
         self.latest[node] = fields
         self.tm_received += 1
-        self.archive.add_tm(node, "hk", tm)
+        self.archive.add_tm(node, "hk", tm, message.payload.decode())
         if isinstance(tm, RelayHousekeeping):
             self.one_way_delay_s = tm.one_way_delay_s
         for transition in self.limits.check(node, fields):
@@ -141,7 +146,10 @@ class GroundControl:
             self.archive.add_gap(gap)
 
     async def _on_event(self, message: IncomingMessage) -> None:
-        event = await self.runtime.decode(message, Event, Rejection, Alarm)
+        publisher = await self._publisher_of(message)
+        if publisher is None:
+            return
+        event = await self.runtime.decode(message, *EVENT_STREAM, source=publisher)
         if event is None or not self.runtime.accept_delivery(event, Channel.EV):
             return
         node = str(event.source)
@@ -156,7 +164,10 @@ class GroundControl:
         self._activity.set()
 
     async def _on_ack(self, message: IncomingMessage) -> None:
-        report = await self.runtime.decode(message, VerificationReport)
+        publisher = await self._publisher_of(message)
+        if publisher is None:
+            return
+        report = await self.runtime.decode(message, VerificationReport, source=publisher)
         if report is not None and self.runtime.accept_delivery(report, Channel.ACK):
             self._unanswered.pop(report.request_id, None)
             self._record(self.book.on_report(report))
@@ -165,7 +176,12 @@ class GroundControl:
     async def _on_status(self, message: IncomingMessage) -> None:
         if not message.payload:
             return  # a cleared retained status
-        status = await self.runtime.decode(message, ServiceStatus)
+        try:
+            service = Node(message.topic.split("/")[4])
+        except ValueError:
+            await self.runtime.reject(message, RejectionCode.WRONG_TOPIC, "status of an unknown service")
+            return
+        status = await self.runtime.decode(message, ServiceStatus, source=service)
         if status is None or status.source == Node.GROUND_CONTROL:
             return
         node = str(status.source)

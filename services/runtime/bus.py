@@ -39,6 +39,10 @@ from services.runtime.logging import get_logger
 DEFAULT_PORT: Final = 1883
 MAX_PAYLOAD_BYTES: Final = 268_435_455  # the MQTT limit (remaining length)
 CLOSE_FLUSH_TIMEOUT_S: Final = 2.0
+_MAX_CACHED_TOPICS: Final = 4096  # distinct topics whose matching subscriptions are remembered
+
+_bind_contextvars = structlog.contextvars.bind_contextvars
+_reset_contextvars = structlog.contextvars.reset_contextvars
 
 
 class _DropCountedWarnings(logging.Filter):
@@ -212,6 +216,10 @@ class Bus:
         self._log = get_logger(client_id=client_id, url=url)
 
         self._subscriptions: list[_Subscription] = []
+        # topic -> the subscriptions whose filter matches it, in subscription order (a topic is matched
+        # against every filter once, not once per message); cleared whenever a subscription is added
+        self._matches: dict[str, tuple[_Subscription, ...]] = {}
+        self._unstarted_sends = 0  # send tasks created but not yet started (see _publisher)
         self._filters: dict[str, int] = {}  # filter -> highest requested QoS
         self._outbox: deque[_Outgoing] = deque()
         self._outbox_qos0 = 0  # QoS 0 entries in the outbox, to skip the scan when there are none
@@ -241,6 +249,7 @@ class Bus:
         _check_qos(qos)
         wildcard = aiomqtt.Wildcard(topic_filter)  # raises ValueError on a malformed filter
         self._subscriptions.append(_Subscription(topic_filter, wildcard, handler))
+        self._matches = {}
         previous = self._filters.get(topic_filter)
         if previous is not None and previous >= qos:
             return
@@ -491,6 +500,7 @@ class Bus:
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
         window = asyncio.Semaphore(self._max_inflight)
+        self._unstarted_sends = 0  # tasks of a previous connection were cancelled with its task group
         async with asyncio.TaskGroup() as sends:
             while True:
                 await window.acquire()
@@ -501,10 +511,21 @@ class Bus:
                 if message.qos == 0:
                     self._outbox_qos0 -= 1
                 self._inflight[message.seq] = message
+                if message.qos == 0 and not self._unstarted_sends:
+                    # A QoS 0 publish is written at once and awaits no PUBACK: send it inline rather than
+                    # paying a task per message. Only when no send task is waiting to start, which would
+                    # otherwise be written after this message: order is kept.
+                    await self._send(client, message, window)
+                    continue
                 # Tasks start in creation order and paho writes at the start of publish(): order is kept.
-                sends.create_task(self._send(client, message, window))
+                self._unstarted_sends += 1
+                sends.create_task(self._send(client, message, window, started=False))
 
-    async def _send(self, client: aiomqtt.Client, message: _Outgoing, window: asyncio.Semaphore) -> None:
+    async def _send(
+        self, client: aiomqtt.Client, message: _Outgoing, window: asyncio.Semaphore, started: bool = True
+    ) -> None:
+        if not started:
+            self._unstarted_sends -= 1
         try:
             await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
         except aiomqtt.MqttError:
@@ -535,15 +556,24 @@ class Bus:
                 retain=bool(message.retain),
             )
             self.stats.received += 1
-            for subscription in list(self._subscriptions):
-                if message.topic.matches(subscription.wildcard):
-                    await self._call_handler(subscription, incoming)
+            matched = self._matches.get(incoming.topic)
+            if matched is None:
+                matched = tuple(s for s in self._subscriptions if message.topic.matches(s.wildcard))
+                if len(self._matches) >= _MAX_CACHED_TOPICS:
+                    self._matches.clear()
+                self._matches[incoming.topic] = matched
+            for subscription in matched:
+                await self._call_handler(subscription, incoming)
 
     async def _call_handler(self, subscription: _Subscription, message: IncomingMessage) -> None:
+        # every log line written while handling a message names its topic (bind/reset: what
+        # structlog's bound_contextvars does, without a generator-based context manager per message)
         try:
-            # every log line written while handling a message names its topic
-            with structlog.contextvars.bound_contextvars(topic=message.topic):
+            tokens = _bind_contextvars(topic=message.topic)
+            try:
                 await subscription.handler(message)
+            finally:
+                _reset_contextvars(**tokens)
         except Exception as exc:  # noqa: BLE001 - the bus never dies from a handler
             self.stats.handler_errors += 1
             self._log.error(

@@ -29,6 +29,8 @@ RECEIPT_PERIOD_S = 0.1
 """Wall seconds between receipts for a stream that keeps arriving (receipts are cumulative)."""
 STATUS_PERIOD_S = 5.0
 """Wall seconds between refreshes of the retained status and its counters."""
+REJECTIONS_LOGGED = 100
+"""Rejections logged one by one before the log switches to one line per thousand."""
 
 MessageT = TypeVar("MessageT", bound=Message)
 
@@ -214,12 +216,14 @@ class ServiceRuntime:
 
     # -- decoding and rejection -------------------------------------------------------------------------
     async def decode(
-        self, message: IncomingMessage, *expected: type[MessageT], reject: bool = True
+        self, message: IncomingMessage, *expected: type[MessageT], reject: bool = True,
+        source: Node | None = None,
     ) -> MessageT | None:
         """Decode a payload as one of `expected`; anything else is rejected (published) and None returned.
 
-        `reject=False` is for listeners that overhear a topic whose owner already rejects bad input
-        (one rejection per bad message, not one per listener).
+        `source`, when given, is who may publish on this topic: a message claiming another source is
+        refused. `reject=False` is for listeners that overhear a topic whose owner already rejects bad
+        input (one rejection per bad message, not one per listener).
         """
         try:
             decoded = self.codec.decode(message.payload)
@@ -240,6 +244,12 @@ class ServiceRuntime:
                 getattr(decoded, "request_id", None),
             )
             return None
+        if source is not None and decoded.source != source:
+            if reject:
+                await self.reject(message, RejectionCode.WRONG_TOPIC,
+                                  f"claims to come from {decoded.source} on a topic of {source}",
+                                  getattr(decoded, "request_id", None))
+            return None
         return decoded  # type: ignore[return-value]
 
     async def reject(
@@ -247,9 +257,10 @@ class ServiceRuntime:
     ) -> None:
         """Publish one structured rejection for a message that could not be used."""
         self.rejections += 1
-        self.log.warning(
-            "message_rejected", topic=message.topic, code=code.name, reason=reason, request_id=request_id
-        )
+        if self.rejections <= REJECTIONS_LOGGED or self.rejections % 1000 == 0:
+            # under a flood, the log keeps a sample; the events and the counter keep every one
+            self.log.warning("message_rejected", topic=message.topic, code=code.name, reason=reason,
+                             request_id=request_id, rejections_so_far=self.rejections)
         await self.publish(
             self.event_topic,
             Rejection,

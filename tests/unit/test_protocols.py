@@ -98,6 +98,10 @@ def test_random_bytes_never_escape_as_anything_but_decode_error(payload: bytes) 
         (b"[1, 2]", RejectionCode.MALFORMED),
         (b'{"schema_name": "nope"}', RejectionCode.UNKNOWN_SCHEMA),
         (b'{"schema_name": "tc", "source": "ground-control", "request_id": "r1"}', RejectionCode.INVALID),
+        (b'{"schema_name": []}', RejectionCode.UNKNOWN_SCHEMA),
+        (b"[" * 100_000, RejectionCode.MALFORMED),
+        (b'{"a":' * 30_000, RejectionCode.MALFORMED),
+        (b"9" * 5000, RejectionCode.MALFORMED),
     ],
 )
 def test_decode_errors_say_how_far_decoding_got(payload: bytes, code: RejectionCode) -> None:
