@@ -5,7 +5,6 @@ A node subclass says only what is particular to it: its devices, how each comman
 (`CommandBinding`), how its housekeeping packet is filled, and how it reacts to other lander nodes.
 """
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from protocols.telemetry import Housekeeping
 from protocols.verification import FailureCode, Stage, VerificationReport
 from services.mission import Timing
 from services.runtime.bus import IncomingMessage
-from services.runtime.clock import sleep_until_woken
+from services.runtime.clock import Wakeup
 from services.runtime.persistence import StateFile
 from services.runtime.service import ServiceRuntime
 
@@ -83,7 +82,7 @@ class DeviceNode:
         self.counters = NodeCounters()
         self._pending: dict[str, _Pending] = {}
         self._seen_requests: dict[str, None] = {}
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         runtime.bus.subscribe(self.topics.tc(self.side, self.node), self._on_telecommand, qos=1)
 
     # -- to be provided by each node ------------------------------------------------------------------
@@ -135,7 +134,7 @@ class DeviceNode:
             elif active:
                 next_hk = min(next_hk, now + self.timing.hk_period_s)  # woken by a command: full rate now
             self.save_state()
-            await sleep_until_woken(self.runtime.clock, next_hk, self._wake)
+            await self.runtime.clock.sleep_until(next_hk, self._wake)
 
     def active(self) -> bool:
         return any(device.active() for device in self.devices)

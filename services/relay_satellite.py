@@ -6,7 +6,6 @@ go out, in order, when the next window opens. A telecommand that waited past its
 and reported with a `command_expired` event, so ground control can close it.
 """
 
-import asyncio
 import heapq
 import itertools
 from collections import deque
@@ -24,7 +23,7 @@ from protocols.topics import Channel, TopicError
 from protocols.verification import VerificationReport
 from services.mission import Timing
 from services.runtime.bus import IncomingMessage
-from services.runtime.clock import sleep_until_woken
+from services.runtime.clock import Wakeup
 from services.runtime.persistence import StateFile
 from services.runtime.service import ServiceRuntime
 
@@ -58,7 +57,7 @@ class RelaySatellite:
         self._in_transit: list[_InTransit] = []
         self._stored: deque[_InTransit] = deque()
         self._last_due = 0.0
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self.state_file: StateFile | None = None
         self.forwarded = {Side.GROUND: 0, Side.SPACE: 0}
         self.expired = 0
@@ -154,7 +153,7 @@ class RelaySatellite:
                 if window is not None:
                     wake_at.append(window)
             self.save_state()
-            await sleep_until_woken(clock, min(wake_at), self._wake)
+            await clock.sleep_until(min(wake_at), self._wake)
 
     async def _deliver(self, item: _InTransit, now: float) -> None:
         command = item.command

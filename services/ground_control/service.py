@@ -26,7 +26,7 @@ from services.ground_control.commanding import CommandBook, TrackedCommand
 from services.ground_control.limits import LimitChecker
 from services.mission import MissionProfile
 from services.runtime.bus import IncomingMessage
-from services.runtime.clock import ClockMaster, sleep_until_woken
+from services.runtime.clock import ClockMaster, Wakeup
 from services.runtime.service import ServiceRuntime
 
 HOUSEKEEPING = (DrillHousekeeping, ArmHousekeeping, AscentHousekeeping, RelayHousekeeping)
@@ -75,8 +75,8 @@ class GroundControl:
         self._unanswered: dict[str, _Unanswered] = {}
         self.commands_resent = 0
         self.scenario_progress: ScenarioProgress | None = None
-        self._activity = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._activity = Wakeup()
+        self._wake = Wakeup()
         runtime.on_disconnect_hooks.append(self._on_broker_lost)
         runtime.on_connect_hooks.append(self._on_broker_back)
         bus = runtime.bus
@@ -253,7 +253,7 @@ class GroundControl:
             extended = deadline + self.outage_s - outage_before
             if self.runtime.clock.now() >= extended and self._outage_since is None:
                 return False
-            await sleep_until_woken(self.runtime.clock, extended, self._activity)
+            await self.runtime.clock.sleep_until(extended, self._activity)
 
     async def _resend_unanswered(self) -> None:
         """A command that got no report at all may have been lost with a broker: send it again. The node
@@ -332,5 +332,5 @@ class GroundControl:
             self.archive.flush()
             deadline = self.book.next_deadline()
             horizon = clock.now() + max(1.0, clock.rate * 0.25)  # flush about four times a wall second
-            await sleep_until_woken(clock, min(deadline, horizon) if deadline else horizon, self._wake)
+            await clock.sleep_until(min(deadline, horizon) if deadline else horizon, self._wake)
 

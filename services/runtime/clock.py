@@ -22,7 +22,7 @@ class SimClock:
     def __init__(self, wall: WallClock = time.time) -> None:
         self._wall = wall
         self._state: ClockState | None = None
-        self._changed = asyncio.Event()
+        self._sleepers: set[asyncio.Future[None]] = set()
         self._ready = asyncio.Event()
 
     @property
@@ -49,8 +49,8 @@ class SimClock:
             return
         self._state = state
         self._ready.set()
-        self._changed.set()
-        self._changed = asyncio.Event()
+        for sleeper in self._sleepers:  # every sleeper re-checks against the new rate and anchor
+            _resolve(sleeper)
 
     def now(self) -> float:
         if self._state is None:
@@ -63,20 +63,36 @@ class SimClock:
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
 
-    async def sleep_until(self, sim_time: float) -> None:
-        """Sleep until simulated time reaches `sim_time`, waking early to re-check on any clock change."""
+    async def sleep_until(self, sim_time: float, wakeup: "Wakeup | None" = None) -> None:
+        """Sleep until simulated time reaches `sim_time`, or until `wakeup` is set (and then clear it).
+
+        One future and one timer per wait, no tasks: service loops sleep once per message they pass on.
+        A clock change (warp, rate, pause) wakes every sleeper to re-check.
+        """
         await self.wait_ready()
+        loop = asyncio.get_running_loop()
         while True:
-            assert self._state is not None
+            if wakeup is not None and wakeup.is_set():
+                wakeup.clear()
+                return
+            state = self._state
+            assert state is not None
             remaining = sim_time - self.now()
             if remaining <= 0:
                 return
-            changed = self._changed
-            wall_delay = None if self._state.paused else remaining / self._state.rate
+            sleeper: asyncio.Future[None] = loop.create_future()
+            self._sleepers.add(sleeper)
+            if wakeup is not None:
+                wakeup.sleepers.add(sleeper)
+            timer = None if state.paused else loop.call_later(remaining / state.rate, _resolve, sleeper)
             try:
-                await asyncio.wait_for(changed.wait(), wall_delay)
-            except TimeoutError:
-                pass
+                await sleeper
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._sleepers.discard(sleeper)
+                if wakeup is not None:
+                    wakeup.sleepers.discard(sleeper)
 
     async def sleep(self, sim_seconds: float) -> None:
         await self.sleep_until(self.now() + sim_seconds)
@@ -150,13 +166,40 @@ class ClockMaster:
         await self._publish(state)
 
 
-async def sleep_until_woken(clock: SimClock, sim_time: float, wake: asyncio.Event) -> None:
-    """Sleep until `sim_time` or until `wake` is set (then cleared): how service loops wait for work."""
-    sleeper = asyncio.ensure_future(clock.sleep_until(sim_time))
-    waker = asyncio.ensure_future(wake.wait())
-    try:
-        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        sleeper.cancel()
-        waker.cancel()
-        wake.clear()
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Wakeup:
+    """A flag that cuts short a simulated-time sleep: what a service loop waits on besides the clock.
+
+    Like asyncio.Event, but it resolves the sleepers' own futures, so waiting on both the clock and the
+    flag needs no extra tasks.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self.sleepers: set[asyncio.Future[None]] = set()
+
+    def set(self) -> None:
+        self._set = True
+        for sleeper in self.sleepers:
+            _resolve(sleeper)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        """Wait in wall time until set (for waits that come before the clock exists)."""
+        while not self._set:
+            sleeper: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.sleepers.add(sleeper)
+            try:
+                await sleeper
+            finally:
+                self.sleepers.discard(sleeper)
