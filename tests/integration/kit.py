@@ -75,6 +75,8 @@ class Listener:
 
     def __init__(self, url: str, mission: str) -> None:
         self.history: list[Heard] = []
+        self.started: list[ServiceProcess] = []
+        """Service processes a test started alongside, for its teardown to stop."""
         self.bus = Bus(url, f"test-listener-{mission}-{time.monotonic_ns()}")
         self.bus.subscribe(f"lgs/v1/{mission}/#", self._on_message, qos=1)
 

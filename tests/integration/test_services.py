@@ -42,9 +42,11 @@ def rejection(code: RejectionCode, topic_part: str) -> Callable[[Heard], bool]:
 
 async def start_system(url: str, mission: str, tmp_path: Path, listener: Listener, *extra: str
                        ) -> dict[Node, ServiceProcess]:
+    """Relay, drill and ground control as processes (stopped by the listener fixture's teardown)."""
     nodes = (Node.RELAY_SATELLITE, Node.LANDER_DRILL, Node.GROUND_CONTROL)
     processes = {n: ServiceProcess(n, url, mission, tmp_path, "--rate", RATE,
                                    "--report", str(tmp_path / "gc"), *extra).start() for n in nodes}
+    listener.started.extend(processes.values())
     topics = Topics(mission)
     for node in nodes:
         await listener.wait_for(
@@ -57,7 +59,11 @@ async def start_system(url: str, mission: str, tmp_path: Path, listener: Listene
 @pytest.fixture
 async def listener(mosquitto_session: MosquittoProcess, mission: str) -> AsyncIterator[Listener]:
     async with Listener(mosquitto_session.url, mission) as heard:
-        yield heard
+        try:
+            yield heard
+        finally:
+            for process in heard.started:
+                process.stop()
 
 
 async def test_bad_commands_are_refused_with_reasons_and_the_drill_keeps_working(
@@ -66,42 +72,38 @@ async def test_bad_commands_are_refused_with_reasons_and_the_drill_keeps_working
     processes = await start_system(mosquitto_session.url, mission, tmp_path, listener)
     topics = Topics(mission)
     ground_tc = topics.tc(Side.GROUND, Node.LANDER_DRILL)
-    try:
-        # out of range: fails at acceptance, with the reason naming the argument
-        await listener.publish(ground_tc, command("t-range", "DRILL_TO_DEPTH", target_depth_m=9.0))
-        failed = (await listener.wait_for(report_for("t-range", Stage.ACCEPTANCE, False), what="nack")).message
-        assert isinstance(failed, VerificationReport)
-        assert failed.failure_code is FailureCode.INVALID_ARGUMENTS
-        assert "target_depth_m" in failed.reason and "2.5" in failed.reason
-        assert failed.pus_subtype == 2
+    # out of range: fails at acceptance, with the reason naming the argument
+    await listener.publish(ground_tc, command("t-range", "DRILL_TO_DEPTH", target_depth_m=9.0))
+    failed = (await listener.wait_for(report_for("t-range", Stage.ACCEPTANCE, False), what="nack")).message
+    assert isinstance(failed, VerificationReport)
+    assert failed.failure_code is FailureCode.INVALID_ARGUMENTS
+    assert "target_depth_m" in failed.reason and "2.5" in failed.reason
+    assert failed.pus_subtype == 2
 
-        # unknown command: acceptance failure and a rejection event, relayed to the ground
-        await listener.publish(ground_tc, command("t-unknown", "LAUNCH"))
-        unknown = (await listener.wait_for(report_for("t-unknown", Stage.ACCEPTANCE, False))).message
-        assert isinstance(unknown, VerificationReport) and unknown.failure_code is FailureCode.UNKNOWN_COMMAND
-        relayed = await listener.wait_for(
-            lambda h: isinstance(h.message, Rejection) and h.message.request_id == "t-unknown"
-            and h.topic == topics.ev(Side.GROUND, Node.LANDER_DRILL), what="relayed rejection")
-        assert isinstance(relayed.message, Rejection) and relayed.message.code is RejectionCode.UNKNOWN_COMMAND
+    # unknown command: acceptance failure and a rejection event, relayed to the ground
+    await listener.publish(ground_tc, command("t-unknown", "LAUNCH"))
+    unknown = (await listener.wait_for(report_for("t-unknown", Stage.ACCEPTANCE, False))).message
+    assert isinstance(unknown, VerificationReport) and unknown.failure_code is FailureCode.UNKNOWN_COMMAND
+    relayed = await listener.wait_for(
+        lambda h: isinstance(h.message, Rejection) and h.message.request_id == "t-unknown"
+        and h.topic == topics.ev(Side.GROUND, Node.LANDER_DRILL), what="relayed rejection")
+    assert isinstance(relayed.message, Rejection) and relayed.message.code is RejectionCode.UNKNOWN_COMMAND
 
-        # malformed payloads: straight onto the drill's space-side TC topic, and onto the relay's input
-        await listener.publish(topics.tc(Side.SPACE, Node.LANDER_DRILL), b"\x00\xff{garbage")
-        await listener.wait_for(rejection(RejectionCode.MALFORMED, "/space/lander-drill/ev"), what="drill rejection")
-        await listener.publish(ground_tc, b'{"schema_name": "tc", "request_id": 5}')
-        await listener.wait_for(rejection(RejectionCode.INVALID, "/ground/relay-satellite/ev"),
-                                what="relay rejection")
+    # malformed payloads: straight onto the drill's space-side TC topic, and onto the relay's input
+    await listener.publish(topics.tc(Side.SPACE, Node.LANDER_DRILL), b"\x00\xff{garbage")
+    await listener.wait_for(rejection(RejectionCode.MALFORMED, "/space/lander-drill/ev"), what="drill rejection")
+    await listener.publish(ground_tc, b'{"schema_name": "tc", "request_id": 5}')
+    await listener.wait_for(rejection(RejectionCode.INVALID, "/ground/relay-satellite/ev"),
+                            what="relay rejection")
 
-        # ... and the drill still executes a valid command to completion
-        await listener.publish(ground_tc, command("t-ok", "CHECKOUT"))
-        completed = report_for("t-ok", Stage.COMPLETION, True)
-        await listener.wait_for(lambda h: completed(h) and "/ground/" in h.topic, timeout=30, what="completion")
-        assert all(p.alive() for p in processes.values())
-        stages = [h.message.stage for h in listener.find(report_for("t-ok"))
-                  if isinstance(h.message, VerificationReport) and "/ground/" in h.topic]
-        assert stages == [Stage.ACCEPTANCE, Stage.START, Stage.COMPLETION]
-    finally:
-        for process in processes.values():
-            process.stop()
+    # ... and the drill still executes a valid command to completion
+    await listener.publish(ground_tc, command("t-ok", "CHECKOUT"))
+    completed = report_for("t-ok", Stage.COMPLETION, True)
+    await listener.wait_for(lambda h: completed(h) and "/ground/" in h.topic, timeout=30, what="completion")
+    assert all(p.alive() for p in processes.values())
+    stages = [h.message.stage for h in listener.find(report_for("t-ok"))
+              if isinstance(h.message, VerificationReport) and "/ground/" in h.topic]
+    assert stages == [Stage.ACCEPTANCE, Stage.START, Stage.COMPLETION]
 
 
 async def test_a_killed_service_goes_offline_by_its_last_will_and_ground_alarms(
@@ -109,20 +111,16 @@ async def test_a_killed_service_goes_offline_by_its_last_will_and_ground_alarms(
 ) -> None:
     processes = await start_system(mosquitto_session.url, mission, tmp_path, listener)
     topics = Topics(mission)
-    try:
-        processes[Node.LANDER_DRILL].kill()
-        offline = await listener.wait_for(
-            lambda h: h.topic == topics.status(Node.LANDER_DRILL) and isinstance(h.message, ServiceStatus)
-            and h.message.state is ServiceState.OFFLINE, timeout=30, what="the Last Will")
-        assert isinstance(offline.message, ServiceStatus) and offline.message.backends == {"drill": "sim"}
-        alarm = await listener.wait_for(
-            lambda h: isinstance(h.message, Alarm) and h.message.alarm == "service.lander-drill"
-            and h.message.state is AlarmState.RAISED, what="ground control's alarm")
-        assert alarm.topic == topics.ev(Side.GROUND, Node.GROUND_CONTROL)
-        assert processes[Node.RELAY_SATELLITE].alive() and processes[Node.GROUND_CONTROL].alive()
-    finally:
-        for process in processes.values():
-            process.stop()
+    processes[Node.LANDER_DRILL].kill()
+    offline = await listener.wait_for(
+        lambda h: h.topic == topics.status(Node.LANDER_DRILL) and isinstance(h.message, ServiceStatus)
+        and h.message.state is ServiceState.OFFLINE, timeout=30, what="the Last Will")
+    assert isinstance(offline.message, ServiceStatus) and offline.message.backends == {"drill": "sim"}
+    alarm = await listener.wait_for(
+        lambda h: isinstance(h.message, Alarm) and h.message.alarm == "service.lander-drill"
+        and h.message.state is AlarmState.RAISED, what="ground control's alarm")
+    assert alarm.topic == topics.ev(Side.GROUND, Node.GROUND_CONTROL)
+    assert processes[Node.RELAY_SATELLITE].alive() and processes[Node.GROUND_CONTROL].alive()
 
 
 async def test_a_command_sent_during_a_relay_gap_is_delivered_after_it(
@@ -130,28 +128,23 @@ async def test_a_command_sent_during_a_relay_gap_is_delivered_after_it(
 ) -> None:
     gap_end = 600.0  # seconds after the epoch: six wall seconds at rate 100
     mission_file = mission_file_with(tmp_path, gaps_s=[[0.0, gap_end]])
-    processes = await start_system(mosquitto_session.url, mission, tmp_path, listener,
-                                   "--mission-file", str(mission_file))
+    await start_system(mosquitto_session.url, mission, tmp_path, listener, "--mission-file", str(mission_file))
     topics = Topics(mission)
     clock = next(h.message for h in listener.history if isinstance(h.message, ClockState))
     assert isinstance(clock, ClockState)
-    try:
-        await listener.publish(topics.tc(Side.GROUND, Node.LANDER_DRILL), command("t-gap", "CHECKOUT"))
-        expiring = command("t-expire", "CHECKOUT").model_copy(update={"expires_at": clock.epoch + 60.0})
-        await listener.publish(topics.tc(Side.GROUND, Node.LANDER_DRILL), expiring)
+    await listener.publish(topics.tc(Side.GROUND, Node.LANDER_DRILL), command("t-gap", "CHECKOUT"))
+    expiring = command("t-expire", "CHECKOUT").model_copy(update={"expires_at": clock.epoch + 60.0})
+    await listener.publish(topics.tc(Side.GROUND, Node.LANDER_DRILL), expiring)
 
-        expired = await listener.wait_for(
-            lambda h: isinstance(h.message, Event) and h.message.event == "command_expired", timeout=30)
-        assert isinstance(expired.message, Event) and expired.message.data["request_id"] == "t-expire"
-        accepted = await listener.wait_for(report_for("t-gap", Stage.ACCEPTANCE, True), timeout=30)
-        assert isinstance(accepted.message, VerificationReport)
-        assert accepted.message.sim_time >= clock.epoch + gap_end, "the drill got it before the window opened"
-        delivered = [h for h in listener.history if h.topic == topics.tc(Side.SPACE, Node.LANDER_DRILL)]
-        assert [h.message.request_id for h in delivered if isinstance(h.message, Telecommand)] == ["t-gap"]
-        await listener.wait_for(report_for("t-gap", Stage.COMPLETION, True), timeout=30)
-    finally:
-        for process in processes.values():
-            process.stop()
+    expired = await listener.wait_for(
+        lambda h: isinstance(h.message, Event) and h.message.event == "command_expired", timeout=30)
+    assert isinstance(expired.message, Event) and expired.message.data["request_id"] == "t-expire"
+    accepted = await listener.wait_for(report_for("t-gap", Stage.ACCEPTANCE, True), timeout=30)
+    assert isinstance(accepted.message, VerificationReport)
+    assert accepted.message.sim_time >= clock.epoch + gap_end, "the drill got it before the window opened"
+    delivered = [h for h in listener.history if h.topic == topics.tc(Side.SPACE, Node.LANDER_DRILL)]
+    assert [h.message.request_id for h in delivered if isinstance(h.message, Telecommand)] == ["t-gap"]
+    await listener.wait_for(report_for("t-gap", Stage.COMPLETION, True), timeout=30)
 
 
 async def test_reports_lost_while_the_relay_was_down_are_resent_end_to_end(
@@ -159,26 +152,22 @@ async def test_reports_lost_while_the_relay_was_down_are_resent_end_to_end(
 ) -> None:
     processes = await start_system(mosquitto_session.url, mission, tmp_path, listener)
     topics = Topics(mission)
-    try:
-        processes[Node.RELAY_SATELLITE].kill()  # nothing crosses to the ground now
-        await listener.publish(topics.tc(Side.SPACE, Node.LANDER_DRILL), command("t-lost", "CHECKOUT"))
-        await listener.wait_for(lambda h: report_for("t-lost", Stage.COMPLETION, True)(h) and "/space/" in h.topic,
-                                what="the drill's completion on the space side")
-        await asyncio.sleep(0.5)
-        assert not listener.find(lambda h: report_for("t-lost")(h) and "/ground/" in h.topic)
+    processes[Node.RELAY_SATELLITE].kill()  # nothing crosses to the ground now
+    await listener.publish(topics.tc(Side.SPACE, Node.LANDER_DRILL), command("t-lost", "CHECKOUT"))
+    await listener.wait_for(lambda h: report_for("t-lost", Stage.COMPLETION, True)(h) and "/space/" in h.topic,
+                            what="the drill's completion on the space side")
+    await asyncio.sleep(0.5)
+    assert not listener.find(lambda h: report_for("t-lost")(h) and "/ground/" in h.topic)
 
-        processes[Node.RELAY_SATELLITE].start()  # a fresh relay: it never saw those reports
-        completed = report_for("t-lost", Stage.COMPLETION, True)
-        await listener.wait_for(lambda h: completed(h) and "/ground/" in h.topic, timeout=30,
-                                what="the re-sent completion on the ground side")
-        space_copies = listener.find(lambda h: completed(h) and "/space/" in h.topic)
-        assert len(space_copies) >= 2, "the drill should have re-sent its unconfirmed report"
-        # once ground control confirms, the drill stops re-sending
-        await listener.wait_for(lambda h: h.topic == topics.rx(Side.SPACE, Node.LANDER_DRILL), timeout=30,
-                                what="a receipt reaching the drill")
-        settled = len(listener.find(lambda h: completed(h) and "/space/" in h.topic))
-        await asyncio.sleep(3.0)
-        assert len(listener.find(lambda h: completed(h) and "/space/" in h.topic)) == settled
-    finally:
-        for process in processes.values():
-            process.stop()
+    processes[Node.RELAY_SATELLITE].start()  # a fresh relay: it never saw those reports
+    completed = report_for("t-lost", Stage.COMPLETION, True)
+    await listener.wait_for(lambda h: completed(h) and "/ground/" in h.topic, timeout=30,
+                            what="the re-sent completion on the ground side")
+    space_copies = listener.find(lambda h: completed(h) and "/space/" in h.topic)
+    assert len(space_copies) >= 2, "the drill should have re-sent its unconfirmed report"
+    # once ground control confirms, the drill stops re-sending
+    await listener.wait_for(lambda h: h.topic == topics.rx(Side.SPACE, Node.LANDER_DRILL), timeout=30,
+                            what="a receipt reaching the drill")
+    settled = len(listener.find(lambda h: completed(h) and "/space/" in h.topic))
+    await asyncio.sleep(3.0)
+    assert len(listener.find(lambda h: completed(h) and "/space/" in h.topic)) == settled
