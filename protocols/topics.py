@@ -38,8 +38,6 @@ class Channel(StrEnum):
     """Delivery receipts addressed to the node (see protocols.delivery)."""
 
 
-QOS_BY_CHANNEL: dict[Channel, int] = {Channel.TM: 0, Channel.EV: 1, Channel.TC: 1, Channel.ACK: 1, Channel.RX: 1}
-
 
 def validate_mission(mission: str) -> str:
     if not MISSION_PATTERN.match(mission):

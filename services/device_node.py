@@ -6,7 +6,7 @@ A node subclass says only what is particular to it: its devices, how each comman
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -63,7 +63,6 @@ class NodeCounters:
     duplicates_ignored: int = 0
     housekeeping_sent: int = 0
     events_sent: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class DeviceNode:

@@ -57,9 +57,6 @@ class SimClock:
             raise RuntimeError("the clock has not been received yet")
         return self._state.sim_at(self._wall())
 
-    def mission_elapsed(self) -> float:
-        return self.now() - self.epoch
-
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
 
@@ -93,9 +90,6 @@ class SimClock:
                 self._sleepers.discard(sleeper)
                 if wakeup is not None:
                     wakeup.sleepers.discard(sleeper)
-
-    async def sleep(self, sim_seconds: float) -> None:
-        await self.sleep_until(self.now() + sim_seconds)
 
 
 class ClockMaster:

@@ -276,5 +276,3 @@ class ServiceRuntime:
         self.log.error("handler_failed", topic=message.topic, error=repr(error))
         await self.reject(message, RejectionCode.HANDLER_ERROR, f"{type(error).__name__}: {error}")
 
-
-ServiceMain = Callable[[ServiceRuntime], Awaitable[None]]
