@@ -148,6 +148,10 @@ class DeviceNode:
             self.on_device_event(event)
             await self.publish_event(event)
             await self._resolve_pending(event)
+        if events:
+            # what was just reported must survive a crash: a restart from before the drain reports
+            # again (same sequence counts, dropped as duplicates); one from after it has them queued
+            self.save_state(force=True)
 
     async def publish_housekeeping(self, sampled_at: float) -> None:
         model, fields = self.housekeeping()

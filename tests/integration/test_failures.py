@@ -85,6 +85,15 @@ def service_process(mission: str, node: str) -> psutil.Process:
     raise LookupError(f"no {node} process for {mission}")
 
 
+KILLS = (
+    ("send lander-drill DRILL_TO_DEPTH", "lander-drill", 2.0),  # drilling: about 10 min simulated in
+    ("send lander-arm SAMPLE_SITES", "lander-arm", 2.0),  # a few scoops done
+    ("send ascent-vehicle IGNITE", "ascent-vehicle", 0.5),  # mid-burn (the burn lasts about 1.2 s here)
+    ("send ascent-vehicle START_APPROACH", "relay-satellite", 1.0),  # closing on the orbiter
+)
+"""Which service is killed with SIGKILL, how many wall seconds after which step starts (rate 300)."""
+
+
 async def test_services_killed_mid_phase_resume_from_their_state(
     mosquitto_session: MosquittoProcess, mission: str, tmp_path: Path
 ) -> None:
@@ -92,19 +101,19 @@ async def test_services_killed_mid_phase_resume_from_their_state(
     async with Listener(mosquitto_session.url, mission) as listener:
         rehearsal = start_rehearsal(mosquitto_session.url, mission, report, "300")
         try:
-            for phase, node in (("drilling", "lander-drill"), ("arm sampling", "lander-arm")):
+            for step, node, delay in KILLS:
                 await listener.wait_for(
-                    lambda h, phase=phase: isinstance(h.message, ScenarioProgress)
-                    and h.message.state is ScenarioState.RUNNING and h.message.phase == phase,
-                    timeout=90, what=f"phase {phase}")
-                await asyncio.sleep(2.0)  # well into the phase
+                    lambda h, step=step: isinstance(h.message, ScenarioProgress)
+                    and h.message.state is ScenarioState.RUNNING and h.message.step.startswith(step),
+                    timeout=90, what=f"step {step}")
+                await asyncio.sleep(delay)
                 service_process(mission, node).send_signal(signal.SIGKILL)
         finally:
             output, result = await asyncio.to_thread(finish, rehearsal, report)
-    assert "lander-drill exited with -9; restarting" in output
-    assert "lander-arm exited with -9; restarting" in output
+    for _, node, _ in KILLS:
+        assert f"{node} exited with -9; restarting" in output
     assert rehearsal.returncode == 0 and result["passed"], output[-3000:]
-    for node in ("lander-drill", "lander-arm"):
+    for _, node, _ in KILLS:
         states = [a["state"] for a in result["alarms"] if a["alarm"] == f"service.{node}"]
         assert states[:2] == ["raised", "cleared"], states
     assert_every_reliable_stream_whole(result, report)
