@@ -9,6 +9,7 @@ import contextlib
 import signal
 import zlib
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import structlog
@@ -90,18 +91,18 @@ async def run_service(options: ServiceOptions) -> int:
     # `online` tells ground control to start. Devices start at the mission epoch and are advanced to
     # the clock's time on the first tick (a cheap jump while nothing moves).
     state_file = StateFile(options.state_dir / f"{node}.state") if options.state_dir else None
-    saved = state_file.load() if state_file is not None and node is not Node.GROUND_CONTROL else None
-    devices = saved["devices"] if saved else build_devices(options, options.profile.epoch)
-    service = None if node is Node.GROUND_CONTROL else _build_node(runtime, options, devices)
-    if service is not None:
-        service.state_file = state_file
-        if saved:
-            service.resume(saved)
+    saved = state_file.load() if state_file is not None else None
     try:
-        async with runtime:
-            if service is None:
-                exit_code = await _ground_control(runtime, options)
-            else:
+        if node is Node.GROUND_CONTROL:
+            async with runtime:
+                exit_code = await _ground_control(runtime, options, state_file, saved)
+        else:
+            devices = saved["devices"] if saved else build_devices(options, options.profile.epoch)
+            service = _build_node(runtime, options, devices)
+            service.state_file = state_file
+            if saved:
+                service.resume(saved)
+            async with runtime:
                 await service.run()
     except asyncio.CancelledError:
         runtime.log.info("service_stopped")
@@ -124,11 +125,15 @@ def _build_node(runtime: ServiceRuntime, options: ServiceOptions, devices: dict[
     raise ValueError(f"{options.node} is not a device node")
 
 
-async def _ground_control(runtime: ServiceRuntime, options: ServiceOptions) -> int:
+async def _ground_control(runtime: ServiceRuntime, options: ServiceOptions, state_file: StateFile | None,
+                          saved: dict[str, Any] | None) -> int:
     directory = options.report_dir
     directory.mkdir(parents=True, exist_ok=True)
     archive = Archive(directory / "archive.sqlite")
     gc = GroundControl(runtime, options.profile, archive)
+    gc.state_file = state_file
+    if saved:
+        gc.resume(saved)
     try:
         async with asyncio.TaskGroup() as group:
             housekeeping = group.create_task(gc.run())
@@ -158,7 +163,7 @@ async def _run_scenario(gc: GroundControl, options: ServiceOptions) -> int:
             alarms=len(gc.alarms),
         ))
 
-    result = await ScenarioRunner(gc, scenario, progress).run()
+    result = await ScenarioRunner(gc, scenario, progress, position=gc.scenario_position).run()
     report = write_report(gc, result, {"seed": options.seed, "rate": options.rate,
                                        "broker": options.broker_label or options.broker_url,
                                        "mission": options.mission}, options.report_dir)

@@ -188,7 +188,7 @@ class Rehearsal:
                     code = child.process.poll()
                     if code is None:
                         continue
-                    if child is ground:
+                    if child is ground and code >= 0:  # it ran the scenario to its end
                         await asyncio.sleep(1.0)  # its last retained progress may still be on the way
                         return progress.scenario
                     if child.restarts >= MAX_RESTARTS:

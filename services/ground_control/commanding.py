@@ -110,6 +110,16 @@ class CommandBook:
             counts[tracked.state.value] = counts.get(tracked.state.value, 0) + 1
         return counts
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in vars(c).items() if k != "done"} for c in self.commands.values()]
+
+    def restore(self, saved: list[dict[str, Any]]) -> None:
+        for fields in saved:
+            tracked = TrackedCommand(**fields)
+            if tracked.final:
+                tracked.done.set()
+            self.commands[tracked.request_id] = tracked
+
     @staticmethod
     def _close(tracked: TrackedCommand, state: CommandState, when: float,
                code: FailureCode | None = None, reason: str = "") -> None:

@@ -27,6 +27,7 @@ from services.ground_control.limits import LimitChecker
 from services.mission import MissionProfile
 from services.runtime.bus import IncomingMessage
 from services.runtime.clock import ClockMaster, Wakeup
+from services.runtime.persistence import StateFile
 from services.runtime.service import ServiceRuntime
 
 HOUSEKEEPING = (DrillHousekeeping, ArmHousekeeping, AscentHousekeeping, RelayHousekeeping)
@@ -75,6 +76,9 @@ class GroundControl:
         self._unanswered: dict[str, _Unanswered] = {}
         self.commands_resent = 0
         self.scenario_progress: ScenarioProgress | None = None
+        self.scenario_position: Any = None
+        """The scenario runner's position, saved with the rest so a restart carries on."""
+        self.state_file: StateFile | None = None
         self._activity = Wakeup()
         self._wake = Wakeup()
         runtime.on_disconnect_hooks.append(self._on_broker_lost)
@@ -84,6 +88,32 @@ class GroundControl:
         bus.subscribe(self.topics.side_filter(Side.GROUND, Channel.EV), self._on_event, qos=1)
         bus.subscribe(self.topics.side_filter(Side.GROUND, Channel.ACK), self._on_ack, qos=1)
         bus.subscribe(self.topics.all_status, self._on_status, qos=1)
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def save_state(self, *, force: bool = False) -> None:
+        if self.state_file is None:
+            return
+        self.state_file.save({
+            "runtime": self.runtime.snapshot(), "delivery_in": self.runtime.delivery_in,
+            "book": self.book.snapshot(), "unanswered": self._unanswered, "latest": self.latest,
+            "events": self.events, "alarms": self.alarms, "rejections": self.rejections,
+            "service_states": self.service_states, "tm_gaps": self.tm_gaps, "last_tm": self._last_tm,
+            "outage_s": self.outage_s, "commands_resent": self.commands_resent,
+            "scenario_position": self.scenario_position, "scenario_progress": self.scenario_progress,
+        }, force=force)
+
+    def resume(self, saved: dict[str, Any]) -> None:
+        """Take back what the previous run of ground control knew; the archive is already on disk."""
+        self.runtime.restore(saved["runtime"])
+        self.runtime.delivery_in = saved["delivery_in"]
+        self.book.restore(saved["book"])
+        self._unanswered = saved["unanswered"]
+        self.latest, self.events, self.alarms = saved["latest"], saved["events"], saved["alarms"]
+        self.rejections, self.service_states = saved["rejections"], saved["service_states"]
+        self.tm_gaps, self._last_tm, self.outage_s = saved["tm_gaps"], saved["last_tm"], saved["outage_s"]
+        self.commands_resent = saved["commands_resent"]
+        self.scenario_position, self.scenario_progress = saved["scenario_position"], saved["scenario_progress"]
+        self.runtime.log.info("state_resumed", commands=len(self.book.commands), events=len(self.events))
 
     # -- clock ----------------------------------------------------------------------------------------
     async def _publish_clock(self, state: ClockState) -> None:
@@ -330,6 +360,7 @@ class GroundControl:
                     self._activity.set()
                 await self._resend_unanswered()
             self.archive.flush()
+            self.save_state()
             deadline = self.book.next_deadline()
             horizon = clock.now() + max(1.0, clock.rate * 0.25)  # flush about four times a wall second
             await clock.sleep_until(min(deadline, horizon) if deadline else horizon, self._wake)
