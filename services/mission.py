@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from protocols.events import Severity
 from protocols.nodes import Node
-from services.seeds import load_yaml_model
+from hardware_sim.backends import BackendConfigError, build_device
+from services.seeds import SeedError, line_of, load_yaml_model
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
 DEFAULT_MISSION_FILE = SEEDS_DIR / "mission.yaml"
@@ -67,4 +68,12 @@ class MissionProfile(BaseModel):
 
 
 def load_mission(path: Path | str = DEFAULT_MISSION_FILE) -> MissionProfile:
-    return load_yaml_model(path, MissionProfile)
+    """Load and check a mission profile, device parameters included (each device is built once, so a
+    bad parameter fails here, with its line, rather than in a service at start-up)."""
+    profile = load_yaml_model(path, MissionProfile)
+    for kind, config in profile.devices.items():
+        try:
+            build_device(kind, config.backend, config.params, seed=0, start_time=profile.epoch)
+        except BackendConfigError as exc:
+            raise SeedError(path, line_of(path, ("devices", kind)), str(exc)) from None
+    return profile

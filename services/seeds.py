@@ -67,3 +67,8 @@ def load_yaml_model(path: Path | str, model: type[ModelT]) -> ModelT:
         count = exc.error_count()
         more = f" (and {count - 1} more problem{'s' if count > 2 else ''})" if count > 1 else ""
         raise SeedError(path, _locate(root, tuple(first["loc"])), f"{where}: {first['msg']}{more}") from None
+
+
+def line_of(path: Path | str, loc: tuple[int | str, ...]) -> int | None:
+    """The line of `loc` (keys and indexes from the top) in a YAML file that parses."""
+    return _locate(yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader), loc)

@@ -70,3 +70,13 @@ def test_shipped_seeds_are_valid() -> None:
     for path in SEEDS.glob("*.yaml"):
         if path.name != "mission.yaml":
             assert load_scenario(path).phases
+
+
+def test_a_bad_device_parameter_fails_at_load_with_its_line(tmp_path: Path) -> None:
+    text = DEFAULT_MISSION_FILE.read_text().replace("      max_rpm: 200.0", "      max_rmp: 200.0")
+    path = tmp_path / "mission.yaml"
+    path.write_text(text)
+    with pytest.raises(SeedError) as caught:
+        load_mission(path)
+    assert "max_rmp" in caught.value.message and "drill" in caught.value.message
+    assert caught.value.line == text.splitlines().index("  drill:") + 1
