@@ -70,11 +70,11 @@ class DeviceNode:
 
     side = Side.SPACE
 
-    def __init__(self, runtime: ServiceRuntime, devices: Sequence[Device], timing: Timing,
-                 state_file: StateFile | None = None) -> None:
+    def __init__(self, runtime: ServiceRuntime, devices: Sequence[Device], timing: Timing) -> None:
         self.runtime = runtime
         self.devices = list(devices)
-        self.state_file = state_file
+        self.state_file: StateFile | None = None
+        """Set by the composition root when the service should survive a crash."""
         self.timing = timing
         self.node = runtime.node
         self.topics = runtime.topics

@@ -81,6 +81,7 @@ class GroundControl:
         self.state_file: StateFile | None = None
         self._activity = Wakeup()
         self._wake = Wakeup()
+        self._background: set[asyncio.Task[None]] = set()
         runtime.on_disconnect_hooks.append(self._on_broker_lost)
         runtime.on_connect_hooks.append(self._on_broker_back)
         bus = runtime.bus
@@ -302,9 +303,13 @@ class GroundControl:
     def _on_broker_lost(self) -> None:
         self._outage_since = self.runtime.sim_now()
         self.runtime.log.warning("broker_lost")
-        asyncio.get_running_loop().create_task(self.alarm(
+        # the hook is synchronous; the alarm is queued in the outbox and goes out on reconnection.
+        # Keep a reference: the loop holds only weak ones to tasks.
+        task = asyncio.get_running_loop().create_task(self.alarm(
             "broker.link", AlarmState.RAISED, severity=Severity.CRITICAL, node=str(Node.GROUND_CONTROL),
             message="ground control lost the broker: no telemetry, no commanding"))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _on_broker_back(self) -> None:
         """Put back what a restarted broker forgot (retained clock and progress) and stop the clock on
