@@ -37,8 +37,12 @@ import math
 import random
 from dataclasses import dataclass
 
+from hardware_sim.faults import FaultHost, ModelFault
 from hardware_sim.hal import AscentState, DeviceCommandError, DeviceEvent, EventData
 from protocols.telemetry import AscentMode
+
+LEAK_SYMPTOM_KG = 0.1
+"""A propellant leak shows once this much propellant is lost to it."""
 
 RENDEZVOUS_PLAN: tuple[tuple[float, float, float], ...] = (
     (2 * 3600.0, 150.0, 180.0),
@@ -92,7 +96,9 @@ class _Orbit:
         """Return (r km, theta rad, v_r km/s, v_t km/s) at time t."""
         m = self.m0 + self.n * (t - self.t0)
         e = self.e
-        ecc = m if e < 0.8 else math.pi
+        if e >= 0.8:  # eccentric (ballistic) arcs: solve in (-pi, pi] from the safe side
+            m = math.remainder(m, 2.0 * math.pi)
+        ecc = m if e < 0.8 else math.copysign(math.pi, m)
         for _ in range(30):
             d = (ecc - e * math.sin(ecc) - m) / (1.0 - e * math.cos(ecc))
             ecc -= d
@@ -139,11 +145,38 @@ def _vis_viva(gm: float, r: float, a: float) -> float:
     return math.sqrt(gm * (2 / r - 1 / a))
 
 
-class SimAscentVehicle:
-    """Simulated ascender; see the module docstring for the physics, the plan and the sources."""
+class SimAscentVehicle(FaultHost):
+    """Simulated ascender; see the module docstring for the physics, the plan and the sources.
+
+    Short of orbit: when the engine cuts off with the perilune below the surface (targets too high for
+    a weak engine, propellant exhausted), the vehicle reports `suborbital_cutoff` (never
+    `orbit_insertion`), flies an analytic Kepler arc in mode BALLISTIC and, on reaching the surface
+    (the site's radius), reports `impact` and mode CRASHED. A vehicle whose thrust cannot lift it stays
+    on the pad burning propellant; if that runs out there, it is reported the same way at once.
+
+    Faults:
+      ascent.thrust_deficit   thrust, chamber pressure and mass flow reduced by `percent` during the
+                              burn (same Isp): a longer burn with more gravity loss. The pitch law holds
+                              the loss small until thrust nears the weight (T/W = 1 at 58 %), so from
+                              the default parameters IGNITE(15, 180) still reaches 15 x 180 km with a
+                              48 % deficit (burn 790 s, 20 % -> 472 s); from 49 % the propellant runs out
+                              short of the target apolune (49 %: 15 x 176 km, 50 %: 15 x 65 km, 50.5 %:
+                              8.5 x 15 km, still orbits) and from 51 % the perilune is below the surface:
+                              suborbital cut-off, ballistic arc, impact. A RETARGET commanded 30 s after
+                              liftoff (works until about 2 min) to 15 x 60 km reaches 15 x 60 km up to 50 %
+                              but cannot save 51 %; a RETARGET to 10 x 60 km saves 51 % (10 x 60 km);
+                              at 52 % no target with a perilune >= 10 km is reachable. Proven in
+                              tests/unit/test_hw_ascent.py.
+      ascent.propellant_leak  propellant falls at `rate_kg_per_h` (summed) in every mode before
+                              TRANSFERRED, linearly and analytically across idle stretches, never below 0.
+      ascent.ignition_failure the next `attempts` IGNITE commands fail (`ignition_failure`, refused with
+                              device_fault, the vehicle stays ARMED); after the last failing attempt the
+                              igniter works again (the fault recovers itself).
+    """
 
     kind = "ascent"
     backend = "sim"
+    FAULT_KINDS = frozenset({"ascent.thrust_deficit", "ascent.propellant_leak", "ascent.ignition_failure"})
 
     def __init__(self, params: AscentParams, rng: random.Random, start_time: float) -> None:
         self.p = params
@@ -169,6 +202,10 @@ class SimAscentVehicle:
         self._approach_t0 = 0.0
         self._approach_r0_m = 0.0
         self._dock_t = math.inf
+        self._impact_t = math.inf
+        self._airborne = False
+        self._leaked: dict[str, float] = {}  # kg lost to each propellant leak
+        self._ignition_failures: dict[str, int] = {}  # failed IGNITE attempts per igniter fault
 
     # -- read-out ---------------------------------------------------------------------------------
     @property
@@ -183,11 +220,13 @@ class SimAscentVehicle:
         else:
             rp, ra = apsides_km(p.gm_km3_s2, r, vr, vt)
             peri, apo = rp - p.moon_radius_km, ra - p.moon_radius_km
+        if self._mode == AscentMode.CRASHED:
+            peri = apo = r - p.moon_radius_km
         rng_km, closing = self._range(self._now)
-        thrust = p.thrust_n if self._thrusting else 0.0
+        factor = self._thrust_factor() if self._thrusting else 0.0
         return AscentState(
-            mode=self._mode.value, thrust_n=thrust,
-            chamber_pressure_mpa=p.chamber_pressure_mpa if self._thrusting else 0.0,
+            mode=self._mode.value, thrust_n=p.thrust_n * factor,
+            chamber_pressure_mpa=p.chamber_pressure_mpa * factor,
             propellant_kg=self._prop, mass_kg=self._mass + self._sample_g / 1000.0,
             altitude_km=r - p.moon_radius_km, velocity_mps=1000.0 * math.hypot(vr, vt),
             vertical_velocity_mps=1000.0 * vr, pitch_deg=self._pitch if self._orbit is None else 0.0,
@@ -195,7 +234,15 @@ class SimAscentVehicle:
             sample_mass_g=self._sample_g)
 
     def active(self) -> bool:
-        return self._mode in (AscentMode.POWERED_ASCENT, AscentMode.APPROACH)
+        return self._mode in (AscentMode.POWERED_ASCENT, AscentMode.BALLISTIC, AscentMode.APPROACH)
+
+    @property
+    def time(self) -> float:
+        return self._now
+
+    def _thrust_factor(self) -> float:
+        """Share of the rated thrust the engine gives (ascent.thrust_deficit)."""
+        return max(0.0, 1.0 - self._fault_sum("ascent.thrust_deficit", "percent") / 100.0)
 
     def drain_events(self) -> list[DeviceEvent]:
         events, self._events = self._events, []
@@ -254,12 +301,38 @@ class SimAscentVehicle:
             raise DeviceCommandError(
                 f"targets {target_perilune_km} x {target_apolune_km} km outside "
                 "5 <= perilune <= apolune <= 1000")
+        for fault in self._faults_of("ascent.ignition_failure"):
+            failed = self._ignition_failures.get(fault.fault_id, 0) + 1
+            self._ignition_failures[fault.fault_id] = failed
+            attempts = int(fault.params.get("attempts") or 1)
+            self._emit(self._now, "ignition_failure", "error", "igniter failed: no ignition",
+                       {"attempt": failed, "target_perilune_km": target_perilune_km,
+                        "target_apolune_km": target_apolune_km})
+            self._symptom(fault, self._now, "IGNITE failed: no ignition")
+            if failed >= attempts:
+                self._recover(fault, self._now, f"igniter works again after {failed} failed attempts")
+            raise DeviceCommandError(f"ignition failure: igniter did not light (attempt {failed})",
+                                     "device_fault")
         self._targets = (float(target_perilune_km), float(target_apolune_km))
         self._mode = AscentMode.POWERED_ASCENT
         self._thrusting = True
         self._liftoff_t = self._t = self._now
         self._burn_k = 0
         self._emit(self._now, "liftoff", "info", "ignition and liftoff",
+                   {"target_perilune_km": target_perilune_km, "target_apolune_km": target_apolune_km})
+
+    def retarget(self, target_perilune_km: float, target_apolune_km: float) -> None:
+        """New insertion targets for the guidance during the powered ascent (e.g. a lower apolune when
+        the engine is weak)."""
+        if self._mode != AscentMode.POWERED_ASCENT:
+            raise DeviceCommandError(f"retarget needs mode powered_ascent, mode is {self._mode.value}")
+        if not 5.0 <= target_perilune_km <= target_apolune_km <= 1000.0:
+            raise DeviceCommandError(
+                f"targets {target_perilune_km} x {target_apolune_km} km outside "
+                "5 <= perilune <= apolune <= 1000")
+        self._targets = (float(target_perilune_km), float(target_apolune_km))
+        self._emit(self._now, "retargeted", "info",
+                   f"ascent guidance retargeted to {target_perilune_km} x {target_apolune_km} km",
                    {"target_perilune_km": target_perilune_km, "target_apolune_km": target_apolune_km})
 
     def orbit_adjust(self, perilune_km: float, apolune_km: float) -> None:
@@ -322,6 +395,12 @@ class SimAscentVehicle:
             k_target = math.floor((now - self._liftoff_t) / dt + 1e-9)
             while self._burn_k < k_target and self._mode == AscentMode.POWERED_ASCENT:
                 self._burn_step(dt)
+            if self._mode != AscentMode.POWERED_ASCENT:
+                self._leak(self._t, now)  # engine cut off inside this advance at self._t
+        else:
+            self._leak(self._now, now)
+        if self._mode == AscentMode.BALLISTIC and now >= self._impact_t:
+            self._crash(self._impact_t)
         if self._mode == AscentMode.APPROACH and now >= self._dock_t:
             self._mode = AscentMode.DOCKED
             self._emit(self._dock_t, "docked", "info", "claw capture: docked with the orbiter",
@@ -331,7 +410,7 @@ class SimAscentVehicle:
     def _accel(self, r: float, vr: float, vt: float, mass: float) -> tuple[float, float, float]:
         """Radial and tangential acceleration (km/s^2) and pitch (deg) from the guidance law."""
         p, gm = self.p, self.p.gm_km3_s2
-        a_thrust = p.thrust_n / mass / 1000.0
+        a_thrust = p.thrust_n * self._thrust_factor() / mass / 1000.0
         grav_net = gm / (r * r) - vt * vt / r
         if self._t - self._liftoff_t < p.vertical_rise_s:
             sin_pitch = 1.0
@@ -345,7 +424,8 @@ class SimAscentVehicle:
 
     def _burn_step(self, dt: float) -> None:
         p, gm = self.p, self.p.gm_km3_s2
-        mdot = p.thrust_n / p.isp_mps
+        factor = self._thrust_factor()
+        mdot = p.thrust_n * factor / p.isp_mps
         y0 = (self._r, self._theta, self._vr, self._vt)
         m0 = self._mass
 
@@ -362,6 +442,12 @@ class SimAscentVehicle:
         k3 = deriv(add(y0, k2, dt / 2), m0 - mdot * dt / 2)
         k4 = deriv(add(y0, k3, dt), m0 - mdot * dt)
         y1 = tuple(y0[i] + dt / 6 * (k1[i] + 2 * k2[i] + 2 * k3[i] + k4[i]) for i in range(4))
+        site_r = p.moon_radius_km + p.site_elevation_km
+        if not self._airborne:
+            if y1[0] <= site_r:  # thrust below weight: the vehicle stays on the pad, burning propellant
+                y1 = (site_r, y0[1], 0.0, 0.0)
+            else:
+                self._airborne = True
         ra0 = apsides_km(gm, y0[0], y0[2], y0[3])[1] - p.moon_radius_km
         ra1 = apsides_km(gm, y1[0], y1[2], y1[3])[1] - p.moon_radius_km
         target_ra = self._targets[1]
@@ -370,17 +456,20 @@ class SimAscentVehicle:
         if cutoff and ra1 > ra0:
             frac = max(0.0, min(1.0, (target_ra - ra0) / (ra1 - ra0)))
         if mdot * dt * frac >= self._prop:
-            frac, cutoff = self._prop / (mdot * dt), True
+            frac, cutoff = (self._prop / (mdot * dt) if mdot > 0 else 0.0), True
         # partial step: interpolate linearly inside the last (short) step
         self._r, self._theta, self._vr, self._vt = (y0[i] + frac * (y1[i] - y0[i]) for i in range(4))
         self._prop = max(0.0, self._prop - mdot * dt * frac)
         self._pitch = self._accel(self._r, self._vr, self._vt, self._mass)[2]
         self._burn_k += 1
-        self._t = self._liftoff_t + (self._burn_k - 1 + frac) * dt
+        t0, self._t = self._t, self._liftoff_t + (self._burn_k - 1 + frac) * dt
+        self._leak(t0, self._t)
+        if factor < 1.0:
+            for fault in self._faults_of("ascent.thrust_deficit"):
+                self._symptom(fault, self._t, f"thrust {p.thrust_n * factor:.0f} N, rated {p.thrust_n:.0f} N")
         if self._r - p.moon_radius_km < p.site_elevation_km - 0.01:
             self._thrusting = False
-            self._mode = AscentMode.ORBIT
-            self._emit(self._t, "impact", "critical", "vehicle fell back to the surface")
+            self._crash(self._t)
         elif cutoff:
             self._insert()
 
@@ -389,23 +478,84 @@ class SimAscentVehicle:
         self._thrusting = False
         burn_s = self._t - self._liftoff_t
         rp, ra = apsides_km(gm, self._r, self._vr, self._vt)
+        speed = 1000.0 * math.hypot(self._vr, self._vt)
+        if self._prop <= 0.0 and ra - p.moon_radius_km < self._targets[1] - 1.0:
+            self._emit(self._t, "propellant_depleted", "critical", "engine cut-off on propellant depletion")
+        self._emit(self._t, "engine_cutoff", "info", "main engine cut-off",
+                   {"burn_s": round(burn_s, 2), "perilune_km": round(rp - p.moon_radius_km, 3),
+                    "apolune_km": round(ra - p.moon_radius_km, 3), "velocity_mps": round(speed, 2)})
+        site_r = p.moon_radius_km + p.site_elevation_km
+        if rp < site_r or ra == math.inf:
+            self._emit(self._t, "suborbital_cutoff", "critical", "perilune below the surface: no orbit",
+                       {"perilune_km": round(rp - p.moon_radius_km, 3),
+                        "apolune_km": round(min(ra, 1e9) - p.moon_radius_km, 3)})
+            self._mode = AscentMode.BALLISTIC
+            if self._r <= site_r + 1e-9 or ra == math.inf:
+                self._crash(self._t)
+            else:
+                self._orbit = _Orbit.from_state(gm, self._t, self._r, self._theta, self._vr, self._vt)
+                self._impact_t = self._impact_time(self._orbit, site_r)
+            return
         self._orbit = _Orbit.from_state(gm, self._t, self._r, self._theta, self._vr, self._vt)
         r_o = p.moon_radius_km + p.orbiter_altitude_km
         self._orbiter = _Orbit(r_o, 0.0, self._theta + math.radians(p.phase_lead_deg), self._t, 0.0, gm)
         self._mode = AscentMode.ORBIT
-        speed = 1000.0 * math.hypot(self._vr, self._vt)
-        if self._prop <= 0.0 and ra - p.moon_radius_km < self._targets[1] - 1.0:
-            self._emit(self._t, "propellant_depleted", "critical", "engine cut-off on propellant depletion")
-        if rp < p.moon_radius_km + p.site_elevation_km:
-            self._emit(self._t, "suborbital_cutoff", "critical", "perilune below the surface: no orbit",
-                       {"perilune_km": round(rp - p.moon_radius_km, 3)})
-        self._emit(self._t, "engine_cutoff", "info", "main engine cut-off",
-                   {"burn_s": round(burn_s, 2), "perilune_km": round(rp - p.moon_radius_km, 3),
-                    "apolune_km": round(ra - p.moon_radius_km, 3), "velocity_mps": round(speed, 2)})
         self._emit(self._t, "orbit_insertion", "info", "in lunar orbit",
                    {"perilune_km": round(rp - p.moon_radius_km, 3),
                     "apolune_km": round(ra - p.moon_radius_km, 3),
                     "phase_lead_deg": p.phase_lead_deg})
+
+    @staticmethod
+    def _impact_time(orbit: _Orbit, surface_r: float) -> float:
+        """First time after `orbit.t0` the arc comes down through radius `surface_r` (analytic)."""
+        e = orbit.e
+        if e < 1e-12:
+            return math.inf
+        semi_latus = orbit.a * (1 - e * e)
+        nu = -math.acos(max(-1.0, min(1.0, (semi_latus / surface_r - 1.0) / e)))  # descending branch
+        ecc = 2.0 * math.atan2(math.sqrt(1 - e) * math.sin(nu / 2), math.sqrt(1 + e) * math.cos(nu / 2))
+        m = ecc - e * math.sin(ecc)
+        while m < orbit.m0 - 1e-12:
+            m += 2.0 * math.pi
+        return orbit.t0 + (m - orbit.m0) / orbit.n
+
+    def _crash(self, t: float) -> None:
+        """The vehicle reached the surface at `t`."""
+        if self._orbit is not None:
+            self._r, self._theta, self._vr, self._vt = self._orbit.at(t)
+        speed = 1000.0 * math.hypot(self._vr, self._vt)
+        self._r = self.p.moon_radius_km + self.p.site_elevation_km
+        self._vr = self._vt = 0.0
+        self._orbit = None
+        self._thrusting = False
+        self._impact_t = math.inf
+        self._mode = AscentMode.CRASHED
+        self._emit(t, "impact", "critical", "vehicle fell back to the surface",
+                   {"impact_speed_mps": round(speed, 2), "range_from_site_km": round(
+                       self._theta * self._r, 3)})
+
+    # -- faults -----------------------------------------------------------------------------------
+    def _leak(self, t0: float, t1: float) -> None:
+        """Propellant lost to the active leaks over [t0, t1]: linear, never below 0."""
+        if t1 <= t0 or self._mode in (AscentMode.TRANSFERRED, AscentMode.CRASHED) or self._prop <= 0.0:
+            return
+        leaks = self._faults_of("ascent.propellant_leak")
+        rate = sum(float(f.params.get("rate_kg_per_h") or 0.0) for f in leaks) / 3600.0
+        if rate <= 0.0:
+            return
+        span = min(t1 - t0, self._prop / rate)
+        self._prop = max(0.0, self._prop - rate * span)
+        for f in leaks:
+            f_rate = float(f.params.get("rate_kg_per_h") or 0.0) / 3600.0
+            before = self._leaked.get(f.fault_id, 0.0)
+            self._leaked[f.fault_id] = before + f_rate * span
+            if self._leaked[f.fault_id] >= LEAK_SYMPTOM_KG and f_rate > 0:
+                at = t0 + max(0.0, (LEAK_SYMPTOM_KG - before) / f_rate)
+                self._symptom(f, at, f"{LEAK_SYMPTOM_KG} kg propellant lost")
+
+    def _on_fault_cleared(self, fault: ModelFault) -> None:
+        self._leaked.pop(fault.fault_id, None)
+        self._ignition_failures.pop(fault.fault_id, None)
 
     # -- approach ---------------------------------------------------------------------------------
     def _approach_rate(self, rng_m: float) -> float:

@@ -21,6 +21,7 @@ from hardware_sim.container import ContainerParams, SimSampleContainer
 from hardware_sim.drill import DrillParams, SimDrill
 from hardware_sim.flag import FlagParams, SimFlag
 from hardware_sim.hal import Device
+from hardware_sim.power import PowerParams, SimPower
 from hardware_sim.relay import RelayParams, SimRelayLink
 
 DeviceFactory = Callable[[Mapping[str, Any], int, float], Device]
@@ -99,6 +100,7 @@ BACKENDS: dict[str, dict[str, DeviceFactory]] = {
     "flag": {"sim": _sim(SimFlag, FlagParams, "flag")},
     "ascent": {"sim": _sim(SimAscentVehicle, AscentParams, "ascent")},
     "relay": {"sim": _sim(SimRelayLink, RelayParams, "relay")},
+    "power": {"sim": _sim(SimPower, PowerParams, "power")},
 }
 
 

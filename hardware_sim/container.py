@@ -3,6 +3,11 @@
 Why: the container holds exactly 2 kg by design [25] (1,935.3 g returned [24]), so overfilling and
 post-seal deliveries are real operator errors the rehearsal should surface. Sealing (CAST-510 redundant
 composite seal [40]) takes some minutes while the seal's contact pressure builds; its figures are assumed.
+
+Fault `container.seal_leak`: once sealed, the seal pressure decays linearly at the summed
+`rate_kpa_per_h` of the active leaks, also across idle stretches (analytic in `_coast`, so a leak alone
+keeps the container inactive and warps cheap); a leak injected before sealing acts from the moment of
+sealing. The pressure never goes below 0; clearing stops the decay and the lost pressure stays.
 """
 
 from __future__ import annotations
@@ -12,7 +17,11 @@ import random
 from dataclasses import dataclass
 
 from hardware_sim._stepping import SteppedDevice
+from hardware_sim.faults import FaultHost
 from hardware_sim.hal import ContainerState, DeviceCommandError
+
+LEAK_SYMPTOM_KPA = 0.5
+"""A leak shows once the seal pressure is this far below nominal."""
 
 
 @dataclass(frozen=True)
@@ -23,8 +32,9 @@ class ContainerParams:
     step_s: float = 1.0  # integration step
 
 
-class SimSampleContainer(SteppedDevice):
+class SimSampleContainer(FaultHost, SteppedDevice):
     kind = "container"
+    FAULT_KINDS = frozenset({"container.seal_leak"})
 
     def __init__(self, params: ContainerParams, rng: random.Random, start_time: float) -> None:
         super().__init__(start_time, params.step_s)
@@ -81,3 +91,19 @@ class SimSampleContainer(SteppedDevice):
             self._sealed = True
             self._pressure = self.p.seal_pressure_kpa
             self._emit("container_sealed", "info", "container sealed", {"mass_g": round(self._mass, 2)})
+
+    def _coast(self, n_steps: int) -> None:
+        if not self._sealed or self._pressure <= 0.0:
+            return
+        leaks = self._faults_of("container.seal_leak")
+        rate = self._fault_sum("container.seal_leak", "rate_kpa_per_h") / 3600.0  # kPa/s
+        if not leaks or rate <= 0.0:
+            return
+        t0, span = self.time, n_steps * self._step_s
+        before = self._pressure
+        self._pressure = max(0.0, before - rate * span)
+        threshold = self.p.seal_pressure_kpa - LEAK_SYMPTOM_KPA
+        if self._pressure <= threshold:
+            at = t0 + max(0.0, before - threshold) / rate
+            for fault in leaks:
+                self._symptom(fault, at, f"seal pressure {LEAK_SYMPTOM_KPA} kPa below nominal")

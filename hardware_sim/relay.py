@@ -63,6 +63,12 @@ class SimRelayLink:
             end = max(e for s, e in self._gaps if s <= end < e)
         return end
 
+    def next_loss_of_signal(self, now: float) -> float | None:
+        """Start of the next scheduled visibility gap after `now` (None: no more gaps): what an
+        instructor's "60 s before LOS" trigger is measured from."""
+        starts = [start for start, _ in self._gaps if start > now]
+        return min(starts) if starts else None
+
     def advance(self, now: float) -> None:
         if now <= self._now:
             return

@@ -8,6 +8,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from protocols.commands import Telecommand
 from protocols.delivery import DeliveryReceipt
 from protocols.events import Alarm, Event, Rejection, RejectionCode
+from protocols.faults import ActiveFaults, FaultOrder, FaultRecord, FaultReport, FaultRequest
 from protocols.system import ClockState, ScenarioProgress, ServiceStatus
 from protocols.telemetry import (
     ArmHousekeeping,
@@ -31,6 +32,11 @@ Message = (
     | ClockState
     | ScenarioProgress
     | DeliveryReceipt
+    | FaultRequest
+    | FaultOrder
+    | FaultReport
+    | FaultRecord
+    | ActiveFaults
 )
 MESSAGE_TYPES: tuple[type[Message], ...] = Message.__args__  # type: ignore[attr-defined]
 SCHEMA_NAMES: frozenset[str] = frozenset(

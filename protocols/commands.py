@@ -57,6 +57,33 @@ class Ignite(CommandArgs):
     target_apolune_km: Annotated[float, Ge(60.0), Le(400.0)] = 180.0
 
 
+class Retract(CommandArgs):
+    distance_m: Annotated[float, Ge(0.005), Le(0.5)] = 0.05
+
+
+Joint = Literal["shoulder_yaw", "shoulder_pitch", "elbow", "wrist", "scoop"]
+
+
+class SwitchEncoder(CommandArgs):
+    joint: Joint
+    unit: Literal["primary", "redundant"] = "redundant"
+
+
+class JointArg(CommandArgs):
+    joint: Joint
+
+
+class SetHeaters(CommandArgs):
+    enabled: bool
+
+
+class Retarget(CommandArgs):
+    """A new insertion target during the burn: a lower apolune needs less propellant."""
+
+    target_perilune_km: Annotated[float, Ge(10.0), Le(60.0)] = 15.0
+    target_apolune_km: Annotated[float, Ge(30.0), Le(400.0)] = 100.0
+
+
 class OrbitAdjust(CommandArgs):
     perilune_km: Annotated[float, Ge(10.0), Le(400.0)]
     apolune_km: Annotated[float, Ge(10.0), Le(400.0)]
@@ -69,6 +96,8 @@ COMMAND_CATALOG: dict[Node, dict[str, type[CommandArgs]]] = {
         "SET_PERCUSSION": SetPercussion,
         "STOP": NoArgs,
         "STOW_CORE": NoArgs,
+        "RETRACT": Retract,
+        "RESET_PROTECTION": NoArgs,
     },
     Node.LANDER_ARM: {
         "CHECKOUT": NoArgs,
@@ -77,6 +106,10 @@ COMMAND_CATALOG: dict[Node, dict[str, type[CommandArgs]]] = {
         "TRANSFER_CONTAINER": NoArgs,
         "DEPLOY_FLAG": NoArgs,
         "STOW": NoArgs,
+        "SWITCH_ENCODER": SwitchEncoder,
+        "RESET_JOINT": JointArg,
+        "CLEAR_SCOOP": NoArgs,
+        "SET_HEATERS": SetHeaters,
     },
     Node.ASCENT_VEHICLE: {
         "CHECKOUT": NoArgs,
@@ -85,9 +118,11 @@ COMMAND_CATALOG: dict[Node, dict[str, type[CommandArgs]]] = {
         "ORBIT_ADJUST": OrbitAdjust,
         "START_APPROACH": NoArgs,
         "TRANSFER_SAMPLE": NoArgs,
+        "RETARGET": Retarget,
     },
     Node.RELAY_SATELLITE: {},
     Node.GROUND_CONTROL: {},
+    Node.INSTRUCTOR: {},
 }
 
 

@@ -31,7 +31,7 @@ class DeliveryReceipt(Envelope):
 RELIABLE_RECEIVERS: dict[tuple[Node, Channel], frozenset[Node]] = {
     (Node.LANDER_DRILL, Channel.EV): frozenset({Node.GROUND_CONTROL, Node.LANDER_ARM}),
     (Node.LANDER_DRILL, Channel.ACK): frozenset({Node.GROUND_CONTROL}),
-    (Node.LANDER_ARM, Channel.EV): frozenset({Node.GROUND_CONTROL, Node.ASCENT_VEHICLE}),
+    (Node.LANDER_ARM, Channel.EV): frozenset({Node.GROUND_CONTROL, Node.ASCENT_VEHICLE, Node.LANDER_DRILL}),
     (Node.LANDER_ARM, Channel.ACK): frozenset({Node.GROUND_CONTROL}),
     (Node.ASCENT_VEHICLE, Channel.EV): frozenset({Node.GROUND_CONTROL}),
     (Node.ASCENT_VEHICLE, Channel.ACK): frozenset({Node.GROUND_CONTROL}),

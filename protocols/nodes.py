@@ -22,6 +22,8 @@ class Node(StrEnum):
     ASCENT_VEHICLE = "ascent-vehicle"
     RELAY_SATELLITE = "relay-satellite"
     GROUND_CONTROL = "ground-control"
+    INSTRUCTOR = "instructor"
+    """The instructor station: takes fault requests, keeps the ground truth. Not seen by operators."""
 
 
 FAR_SIDE_NODES: tuple[Node, ...] = (Node.LANDER_DRILL, Node.LANDER_ARM, Node.ASCENT_VEHICLE)

@@ -11,15 +11,24 @@ from protocols.envelope import Envelope, NonNegative
 Percent = Annotated[float, Ge(0.0), Le(100.0)]
 
 
+class HousekeepingBase(Envelope):
+    """Fields every housekeeping packet has besides its measurements."""
+
+    missing: Annotated[tuple[str, ...], MaxLen(64)] = ()
+    """Parameters whose sensor gave no reading in this sample (their value is the last good one and
+    must not be trusted): a validity flag, as real TM carries."""
+
+
 class DrillMode(StrEnum):
     IDLE = "idle"
     DRILLING = "drilling"
     STOWING = "stowing"
     STOWED = "stowed"
     TRIPPED = "tripped"
+    RETRACTING = "retracting"
 
 
-class DrillHousekeeping(Envelope):
+class DrillHousekeeping(HousekeepingBase):
     schema_name: Literal["tm.lander-drill.hk"] = "tm.lander-drill.hk"
     mode: DrillMode
     depth_m: NonNegative
@@ -27,11 +36,14 @@ class DrillHousekeeping(Envelope):
     rpm: NonNegative
     torque_nm: float
     motor_current_a: NonNegative
+    power_w: NonNegative = 0.0
+    """Electrical power drawn from the lander bus."""
     penetration_rate_mm_min: NonNegative
     percussion: bool
     bit_temperature_c: float
     core_mass_g: NonNegative
     material: str
+    motor_temperature_c: float
 
 
 class JointState(BaseModel):
@@ -41,6 +53,7 @@ class JointState(BaseModel):
     angle_deg: float
     torque_nm: float
     current_a: NonNegative
+    encoder: Literal["primary", "redundant"] = "primary"
 
 
 class ArmMode(StrEnum):
@@ -50,8 +63,9 @@ class ArmMode(StrEnum):
     FAULT = "fault"
 
 
-class ArmHousekeeping(Envelope):
-    """The robotic arm and the lander mechanisms it serves: sample container, seal, flag."""
+class ArmHousekeeping(HousekeepingBase):
+    """The robotic arm and the lander platform it serves: sample container, seal, flag, and the lander's
+    power and thermal state (battery, bus, heaters)."""
 
     schema_name: Literal["tm.lander-arm.hk"] = "tm.lander-arm.hk"
     mode: ArmMode
@@ -64,6 +78,14 @@ class ArmHousekeeping(Envelope):
     seal_pressure_kpa: NonNegative
     container_on_ascender: bool
     flag_deployed: bool
+    battery_soc_percent: Percent
+    bus_voltage_v: NonNegative
+    battery_current_a: float
+    """Positive while discharging."""
+    load_w: NonNegative
+    heaters_on: bool
+    battery_temperature_c: float
+    arm_motor_temperature_c: float
 
 
 class AscentMode(StrEnum):
@@ -74,9 +96,12 @@ class AscentMode(StrEnum):
     APPROACH = "approach"
     DOCKED = "docked"
     TRANSFERRED = "transferred"
+    BALLISTIC = "ballistic"
+    """Engine cut off short of orbit: falling back."""
+    CRASHED = "crashed"
 
 
-class AscentHousekeeping(Envelope):
+class AscentHousekeeping(HousekeepingBase):
     schema_name: Literal["tm.ascent-vehicle.hk"] = "tm.ascent-vehicle.hk"
     mode: AscentMode
     thrust_n: NonNegative
@@ -94,7 +119,7 @@ class AscentHousekeeping(Envelope):
     sample_mass_g: NonNegative
 
 
-class RelayHousekeeping(Envelope):
+class RelayHousekeeping(HousekeepingBase):
     schema_name: Literal["tm.relay-satellite.hk"] = "tm.relay-satellite.hk"
     far_side_visible: bool
     one_way_delay_s: NonNegative
@@ -104,6 +129,8 @@ class RelayHousekeeping(Envelope):
     expired_commands: Annotated[int, Ge(0)]
     dropped_messages: Annotated[int, Ge(0)]
     storage_used: Percent
+    corrupted_frames: Annotated[int, Ge(0)] = 0
+    """Frames whose CRC-16 failed at the receiving end of the space link (counted, then dropped)."""
 
 
 Housekeeping = DrillHousekeeping | ArmHousekeeping | AscentHousekeeping | RelayHousekeeping

@@ -9,7 +9,14 @@ lgs/v1/{mission}/{side}/{node}/rx            delivery receipts to the node  QoS 
 lgs/v1/{mission}/sys/{service}/status        retained; Last Will "offline"  QoS 1
 lgs/v1/{mission}/sys/clock                   retained simulation clock      QoS 1
 lgs/v1/{mission}/sys/scenario                retained scenario progress     QoS 1
+lgs/v1/{mission}/sys/fault/request           fault requests to the instructor QoS 1
+lgs/v1/{mission}/sys/fault/truth             ground-truth log of faults     QoS 1
+lgs/v1/{mission}/sys/fault/active            retained armed/active faults   QoS 1
+lgs/v1/{mission}/sys/fault/report            nodes: what a fault did        QoS 1
+lgs/v1/{mission}/sys/fault/node/{node}       orders to apply/clear a fault  QoS 1
 ```
+Fault traffic stays under `sys/`: it is the instructor's hand on the simulation, not a telecommand, so it
+does not cross the relay, and ground control never subscribes to it.
 Far-side nodes publish and listen on the `space` side; the relay copies each message to the other side
 after the light-time delay, when the link is visible. `mission` namespaces everything so that several
 rehearsals share one broker.
@@ -95,6 +102,10 @@ class Topics:
     def status(self, service: Node | str) -> str:
         return f"{self.prefix}/sys/{service}/status"
 
+    def sys_events(self, service: Node | str) -> str:
+        """Events and rejections of a service outside the relay's two sides (the instructor station)."""
+        return f"{self.prefix}/sys/{service}/ev"
+
     @property
     def clock(self) -> str:
         return f"{self.prefix}/sys/clock"
@@ -102,6 +113,25 @@ class Topics:
     @property
     def scenario(self) -> str:
         return f"{self.prefix}/sys/scenario"
+
+    @property
+    def fault_request(self) -> str:
+        return f"{self.prefix}/sys/fault/request"
+
+    @property
+    def fault_truth(self) -> str:
+        return f"{self.prefix}/sys/fault/truth"
+
+    @property
+    def fault_active(self) -> str:
+        return f"{self.prefix}/sys/fault/active"
+
+    @property
+    def fault_report(self) -> str:
+        return f"{self.prefix}/sys/fault/report"
+
+    def fault_orders(self, node: Node) -> str:
+        return f"{self.prefix}/sys/fault/node/{node}"
 
     # Subscription filters
     def side_filter(self, side: Side, channel: Channel, node: Node | None = None) -> str:

@@ -4,15 +4,17 @@ from dataclasses import fields
 from typing import Any
 
 from hardware_sim.hal import AscentVehicle
-from protocols.commands import Ignite, OrbitAdjust
+from protocols.commands import Ignite, OrbitAdjust, Retarget
 from protocols.events import EVENT_STREAM, Event
 from protocols.nodes import Node
-from protocols.topics import Channel
 from protocols.telemetry import AscentHousekeeping, Housekeeping
+from protocols.topics import Channel
 from services.device_node import CommandBinding, DeviceNode
 from services.mission import Timing
 from services.runtime.bus import IncomingMessage
 from services.runtime.service import ServiceRuntime
+
+ASCENT = "ascent"
 
 
 class AscentVehicleNode(DeviceNode):
@@ -30,19 +32,24 @@ class AscentVehicleNode(DeviceNode):
         def orbit_adjust(args: OrbitAdjust) -> None:
             vehicle.orbit_adjust(args.perilune_km, args.apolune_km)
 
+        def retarget(args: Retarget) -> None:
+            vehicle.retarget(args.target_perilune_km, args.target_apolune_km)
+
         return {
-            "CHECKOUT": CommandBinding(lambda _: vehicle.self_test(), completes_on="self_test_passed"),
-            "ARM": CommandBinding(lambda _: vehicle.arm()),
+            "CHECKOUT": CommandBinding(lambda _: vehicle.self_test(), ASCENT, completes_on="self_test_passed"),
+            "ARM": CommandBinding(lambda _: vehicle.arm(), ASCENT),
             "IGNITE": CommandBinding(
-                ignite,
+                ignite, ASCENT,
                 completes_on="orbit_insertion",
+                fails_on=("suborbital_cutoff", "impact"),
                 progress_on=("liftoff", "engine_cutoff"),
             ),
-            "ORBIT_ADJUST": CommandBinding(orbit_adjust, completes_on="orbit_adjusted"),
-            "START_APPROACH": CommandBinding(lambda _: vehicle.start_approach(), completes_on="docked"),
+            "ORBIT_ADJUST": CommandBinding(orbit_adjust, ASCENT, completes_on="orbit_adjusted"),
+            "START_APPROACH": CommandBinding(lambda _: vehicle.start_approach(), ASCENT, completes_on="docked"),
             "TRANSFER_SAMPLE": CommandBinding(
-                lambda _: vehicle.transfer_sample(), completes_on="sample_transferred"
+                lambda _: vehicle.transfer_sample(), ASCENT, completes_on="sample_transferred"
             ),
+            "RETARGET": CommandBinding(retarget, ASCENT),
         }
 
     async def _on_arm_event(self, message: IncomingMessage) -> None:

@@ -9,8 +9,8 @@ import contextlib
 import signal
 import zlib
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -18,26 +18,30 @@ from hardware_sim.backends import build_device
 from hardware_sim.hal import Device
 from protocols.nodes import Node, Side
 from protocols.system import ScenarioProgress, ScenarioState
+from protocols.topics import Topics
 from services.ascent_vehicle import AscentVehicleNode
 from services.device_node import DeviceNode
 from services.ground_control.archive import Archive
 from services.ground_control.report import write_report
-from services.ground_control.scenario import Phase, load_scenario
+from services.ground_control.scenario import Phase, Scenario, load_scenario
 from services.ground_control.scenario_runner import ScenarioRunner
 from services.ground_control.service import GroundControl
+from services.instructor import Instructor
 from services.lander_arm import LanderArmNode
 from services.lander_drill import LanderDrillNode
 from services.mission import MissionProfile
 from services.relay_satellite import RelaySatellite
 from services.runtime.persistence import StateFile
 from services.runtime.service import ServiceRuntime
+from services.scenario_setup import apply_initial_conditions
 
 DEVICES_OF: dict[Node, tuple[str, ...]] = {
     Node.LANDER_DRILL: ("drill",),
-    Node.LANDER_ARM: ("arm", "container", "flag"),
+    Node.LANDER_ARM: ("arm", "container", "flag", "power"),
     Node.ASCENT_VEHICLE: ("ascent",),
     Node.RELAY_SATELLITE: ("relay",),
     Node.GROUND_CONTROL: (),
+    Node.INSTRUCTOR: (),
 }
 
 
@@ -55,9 +59,13 @@ class ServiceOptions:
     broker_label: str = ""
     state_dir: Path | None = None
     """Where a device service keeps its state, to resume after a crash; None keeps nothing."""
+    autopilot: bool = False
+    """Ground control only: send a drill's expected responses as a trainee would."""
 
 
-def build_devices(options: ServiceOptions, start_time: float) -> dict[str, Device]:
+def build_devices(options: ServiceOptions, start_time: float, scenario: Scenario | None = None
+                  ) -> dict[str, Device]:
+    """The node's devices from the mission profile, brought to the scenario's initial conditions."""
     devices = {}
     for kind in DEVICES_OF[options.node]:
         config = options.profile.devices.get(kind)
@@ -65,6 +73,8 @@ def build_devices(options: ServiceOptions, start_time: float) -> dict[str, Devic
             raise ValueError(f"mission profile has no device '{kind}' (needed by {options.node})")
         seed = options.seed ^ zlib.crc32(kind.encode())
         devices[kind] = build_device(kind, config.backend, config.params, seed, start_time)
+    if scenario is not None and scenario.initial is not None:
+        apply_initial_conditions(scenario.initial, options.node, devices, start_time)
     return devices
 
 
@@ -80,6 +90,7 @@ async def run_service(options: ServiceOptions) -> int:
         codec=options.codec,
         backends=backends,
         event_side=Side.GROUND if node in (Node.GROUND_CONTROL, Node.RELAY_SATELLITE) else Side.SPACE,
+        event_topic=Topics(options.mission).sys_events(node) if node is Node.INSTRUCTOR else None,
     )
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -92,12 +103,22 @@ async def run_service(options: ServiceOptions) -> int:
     # the clock's time on the first tick (a cheap jump while nothing moves).
     state_file = StateFile(options.state_dir / f"{node}.state") if options.state_dir else None
     saved = state_file.load() if state_file is not None else None
+    scenario = load_scenario(options.scenario) if options.scenario is not None else None
     try:
         if node is Node.GROUND_CONTROL:
             async with runtime:
                 exit_code = await _ground_control(runtime, options, state_file, saved)
+        elif node is Node.INSTRUCTOR:
+            instructor = Instructor(runtime, options.profile, seed=options.seed,
+                                    truth_path=options.report_dir / "truth.jsonl",
+                                    scenario_faults=list(scenario.faults) if scenario else [])
+            instructor.state_file = state_file
+            if saved:
+                instructor.resume(saved)
+            async with runtime:
+                await instructor.run()
         else:
-            devices = saved["devices"] if saved else build_devices(options, options.profile.epoch)
+            devices = saved["devices"] if saved else build_devices(options, options.profile.epoch, scenario)
             service = _build_node(runtime, options, devices)
             service.state_file = state_file
             if saved:
@@ -117,7 +138,7 @@ def _build_node(runtime: ServiceRuntime, options: ServiceOptions, devices: dict[
             return LanderDrillNode(runtime, devices["drill"], timing)  # type: ignore[arg-type]
         case Node.LANDER_ARM:
             return LanderArmNode(runtime, devices["arm"], devices["container"],  # type: ignore[arg-type]
-                                 devices["flag"], timing)  # type: ignore[arg-type]
+                                 devices["flag"], devices["power"], timing)  # type: ignore[arg-type]
         case Node.ASCENT_VEHICLE:
             return AscentVehicleNode(runtime, devices["ascent"], timing)  # type: ignore[arg-type]
         case Node.RELAY_SATELLITE:
@@ -154,7 +175,8 @@ async def _run_scenario(gc: GroundControl, options: ServiceOptions) -> int:
     await runtime.bus.wait_connected(timeout=30)
     with contextlib.suppress(TimeoutError):
         await gc.wait_until_services_online(timeout_s=60)
-    await gc.start_clock(options.rate)
+    at = options.profile.epoch + scenario.initial.at if scenario.initial is not None else None
+    await gc.start_clock(options.rate, at=at)
 
     async def progress(index: int, phase: Phase, step: str) -> None:
         await gc.publish_progress(runtime.stamp(
@@ -163,10 +185,12 @@ async def _run_scenario(gc: GroundControl, options: ServiceOptions) -> int:
             alarms=len(gc.alarms),
         ))
 
-    result = await ScenarioRunner(gc, scenario, progress, position=gc.scenario_position).run()
+    result = await ScenarioRunner(gc, scenario, progress, position=gc.scenario_position,
+                                  autopilot=options.autopilot).run()
     report = write_report(gc, result, {"seed": options.seed, "rate": options.rate,
                                        "broker": options.broker_label or options.broker_url,
-                                       "mission": options.mission}, options.report_dir)
+                                       "mission": options.mission, "autopilot": options.autopilot,
+                                       "epoch": options.profile.epoch}, options.report_dir)
     await gc.publish_progress(runtime.stamp(
         ScenarioProgress, runtime.topics.scenario, scenario=scenario.name,
         state=ScenarioState.PASSED if report["passed"] else ScenarioState.FAILED,

@@ -5,10 +5,12 @@ A node subclass says only what is particular to it: its devices, how each comman
 (`CommandBinding`), how its housekeeping packet is filled, and how it reacts to other lander nodes.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from annotated_types import Ge, Le
 from pydantic import ValidationError
 
 from hardware_sim.hal import Device, DeviceCommandError, DeviceEvent
@@ -23,6 +25,7 @@ from protocols.nodes import Node, Side
 from protocols.telemetry import Housekeeping
 from protocols.verification import FailureCode, Stage, VerificationReport
 from services.mission import Timing
+from services.node_faults import NodeFaults
 from services.runtime.bus import IncomingMessage
 from services.runtime.clock import Wakeup
 from services.runtime.persistence import StateFile
@@ -40,18 +43,26 @@ class CommandBinding:
     """How one telecommand runs on the node's devices.
 
     `execute` calls the device and raises DeviceCommandError to fail the start stage. With no
-    `completes_on` the command completes as soon as it has started; otherwise the named device event
-    completes it, a `fails_on` event fails it, and each `progress_on` event reports a progress step.
+    `completes_on` the command completes as soon as it has started; otherwise an event of `device`
+    completes it, a `fails_on` event fails it (device fault), an `aborts_on` event ends it as aborted
+    (e.g. STOP ending a DRILL_TO_DEPTH), and each `progress_on` event reports a progress step.
     """
 
     execute: Callable[[Any], None]
+    device: str = ""
+    """Kind of the device the command runs on: only that device's events can end it."""
     completes_on: str | None = None
     fails_on: tuple[str, ...] = ()
+    aborts_on: tuple[str, ...] = ()
     progress_on: tuple[str, ...] = ()
 
 
 @dataclass
 class _Pending:
+    """A started command waiting for its device. Each ending event ends exactly one request: the oldest
+    one of that device that it can end. (Events from before a command started were drained and reported
+    before it executed, so every event considered here comes after it.)"""
+
     command: Telecommand
     binding: CommandBinding
     progress: int = 0
@@ -82,6 +93,7 @@ class DeviceNode:
         self._pending: dict[str, _Pending] = {}
         self._seen_requests: dict[str, None] = {}
         self._wake = Wakeup()
+        self.faults = NodeFaults(runtime, self.devices, sample=self._housekeeping_sample)
         runtime.bus.subscribe(self.topics.tc(self.side, self.node), self._on_telecommand, qos=1)
 
     # -- to be provided by each node ------------------------------------------------------------------
@@ -104,6 +116,7 @@ class DeviceNode:
             "runtime": self.runtime.snapshot(),
             "pending": {rid: (p.command.model_dump_json(), p.progress) for rid, p in self._pending.items()},
             "seen": list(self._seen_requests),
+            "faults": self.faults.snapshot(),
         }, force=force)
 
     def resume(self, saved: dict[str, Any]) -> None:
@@ -114,6 +127,8 @@ class DeviceNode:
             command = Telecommand.model_validate_json(command_json)
             self._pending[request_id] = _Pending(command, bindings[command.command], progress)
         self._seen_requests = dict.fromkeys(saved["seen"])
+        if "faults" in saved:
+            self.faults.restore(saved["faults"])
         self.runtime.log.info("state_resumed", pending=len(self._pending), seen=len(self._seen_requests))
 
     # -- main loop ----------------------------------------------------------------------------------
@@ -140,24 +155,34 @@ class DeviceNode:
 
     async def advance(self, now: float) -> None:
         """Step every device to `now` and publish what happened, in time order."""
-        events: list[DeviceEvent] = []
+        events: list[tuple[DeviceEvent, str]] = []
         for device in self.devices:
             device.advance(now)
-            events.extend(device.drain_events())
-        for event in sorted(events, key=lambda e: e.time):
+            events.extend((event, device.kind) for event in device.drain_events())
+        for event, device_kind in sorted(events, key=lambda pair: pair[0].time):
             self.on_device_event(event)
             await self.publish_event(event)
-            await self._resolve_pending(event)
+            await self._resolve_pending(event, device_kind)
+        await self.faults.collect()
         if events:
             # what was just reported must survive a crash: a restart from before the drain reports
             # again (same sequence counts, dropped as duplicates); one from after it has them queued
             self.save_state(force=True)
 
     async def publish_housekeeping(self, sampled_at: float) -> None:
+        if self.faults.hung:
+            await self.faults.note_silence(sampled_at)
+            return
         model, fields = self.housekeeping()
+        missing = await self.faults.perturb_housekeeping(fields, sampled_at)
+        if missing:
+            fields["missing"] = tuple(missing)
         topic = self.topics.tm(self.side, self.node, "hk")
-        await self.runtime.publish(topic, model, qos=0, sim_time=sampled_at, **fields)
+        await self.runtime.publish(topic, model, qos=0, sim_time=sampled_at, **saturate(model, fields))
         self.counters.housekeeping_sent += 1
+
+    def _housekeeping_sample(self) -> dict[str, Any]:
+        return self.housekeeping()[1]
 
     async def publish_event(self, event: DeviceEvent) -> None:
         await self.runtime.publish(
@@ -175,6 +200,10 @@ class DeviceNode:
     async def _on_telecommand(self, message: IncomingMessage) -> None:
         command = await self.runtime.decode(message, Telecommand, source=Node.GROUND_CONTROL)
         if command is None:
+            return
+        if self.faults.hung:
+            # a hung node hears nothing; ground control re-sends what got no report
+            await self.faults.note_silence(self.runtime.clock.now())
             return
         if command.request_id in self._seen_requests:
             # at-least-once delivery: a repeat of a request already handled changes nothing
@@ -218,19 +247,31 @@ class DeviceNode:
         self.save_state(force=True)
         self._wake.set()
 
-    async def _resolve_pending(self, event: DeviceEvent) -> None:
+    async def _resolve_pending(self, event: DeviceEvent, device_kind: str) -> None:
+        """End or advance the request this device event belongs to (oldest first, one request per ending
+        event: two CHECKOUTs in flight are completed by two events, not both by the first)."""
         for request_id, pending in list(self._pending.items()):
             binding = pending.binding
+            if binding.device != device_kind:
+                continue
             if event.name in binding.fails_on:
                 del self._pending[request_id]
                 await self._fail(pending.command, Stage.COMPLETION, FailureCode.DEVICE_FAULT,
                                  f"{event.name}: {event.message}")
-            elif event.name == binding.completes_on:
+                return
+            if event.name in binding.aborts_on:
+                del self._pending[request_id]
+                await self._fail(pending.command, Stage.COMPLETION, FailureCode.ABORTED,
+                                 f"{event.name}: {event.message}")
+                return
+            if event.name == binding.completes_on:
                 del self._pending[request_id]
                 await self._report(pending.command, Stage.COMPLETION)
-            elif event.name in binding.progress_on:
+                return
+            if event.name in binding.progress_on:
                 pending.progress += 1
                 await self._report(pending.command, Stage.PROGRESS, progress_step=pending.progress)
+                return
 
     async def _report(self, command: Telecommand, stage: Stage, **fields: Any) -> None:
         await self.runtime.publish(
@@ -251,3 +292,29 @@ class DeviceNode:
         if len(self._seen_requests) > most:
             del self._seen_requests[next(iter(self._seen_requests))]
 
+
+
+def saturate(model: type[Housekeeping], fields: dict[str, Any]) -> dict[str, Any]:
+    """Clip numeric readings to the ranges the packet declares, as a real sensor saturates at the end of
+    its range: a biased or noisy sensor must give a strange reading, never an unsendable packet."""
+    for name, low, high in _ranges(model):
+        value = fields.get(name)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if low is not None and value < low:
+            fields[name] = type(value)(low)
+        elif high is not None and value > high:
+            fields[name] = type(value)(high)
+    return fields
+
+
+@functools.cache
+def _ranges(model: type[Housekeeping]) -> tuple[tuple[str, float | None, float | None], ...]:
+    """(field, lowest, highest) of every bounded field of a packet model, worked out once."""
+    out = []
+    for name, info in model.model_fields.items():
+        low = next((float(b.ge) for b in info.metadata if isinstance(b, Ge)), None)  # type: ignore[arg-type]
+        high = next((float(b.le) for b in info.metadata if isinstance(b, Le)), None)  # type: ignore[arg-type]
+        if low is not None or high is not None:
+            out.append((name, low, high))
+    return tuple(out)

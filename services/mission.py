@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hardware_sim.backends import BackendConfigError, build_device
 from protocols.events import Severity
 from protocols.nodes import Node
-from hardware_sim.backends import BackendConfigError, build_device
 from services.seeds import SeedError, line_of, load_yaml_model
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
@@ -52,6 +52,8 @@ class Limit(_Strict):
     severity: Severity = Severity.WARNING
     when_mode: list[str] | None = None
     """Check only in these device modes (e.g. bit temperature only while drilling)."""
+    when_true: str | None = None
+    """Check only while this boolean parameter is true (e.g. seal pressure once the container is sealed)."""
 
 
 class MissionProfile(BaseModel):

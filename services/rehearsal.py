@@ -26,12 +26,15 @@ from protocols.events import Alarm, AlarmState
 from protocols.nodes import Node, Side
 from protocols.system import ClockState, ScenarioProgress, ScenarioState
 from protocols.topics import Channel, Topics, validate_mission
+from services.debrief import write_debrief
+from services.drill_check import check_drill
 from services.ground_control.scenario import format_mission_elapsed, load_scenario
 from services.mission import load_mission
 from services.runtime.broker import start_broker
 from services.runtime.bus import Bus, IncomingMessage
 
-START_ORDER = (Node.RELAY_SATELLITE, Node.LANDER_DRILL, Node.LANDER_ARM, Node.ASCENT_VEHICLE, Node.GROUND_CONTROL)
+START_ORDER = (Node.INSTRUCTOR, Node.RELAY_SATELLITE, Node.LANDER_DRILL, Node.LANDER_ARM, Node.ASCENT_VEHICLE,
+               Node.GROUND_CONTROL)
 MAX_RESTARTS = 3
 
 
@@ -85,16 +88,19 @@ class Rehearsal:
     broker: str | None
     mission: str
     report_dir: Path
+    autopilot: bool = False
 
     @classmethod
     def prepare(cls, *, scenario: Path, mission_file: Path, rate: float, seed: int, broker: str | None,
-                mission: str | None, report_dir: Path | None) -> "Rehearsal":
+                mission: str | None, report_dir: Path | None, autopilot: bool = False) -> "Rehearsal":
         """Check the seed files before anything starts; errors carry file and line."""
-        load_scenario(scenario)
         profile = load_mission(mission_file)
+        problems = check_drill(scenario, load_scenario(scenario), profile)
+        if problems:
+            raise ValueError("\n".join(problems))
         name = validate_mission(mission or f"{profile.mission.name}-{uuid.uuid4().hex[:6]}")
         return cls(scenario.resolve(), mission_file.resolve(), rate, seed, broker, name,
-                   (report_dir or Path("reports") / name).resolve())
+                   (report_dir or Path("reports") / name).resolve(), autopilot)
 
     async def run(self, console: Console) -> int:
         self.report_dir.mkdir(parents=True, exist_ok=True)
@@ -134,12 +140,16 @@ class Rehearsal:
         return self._finish(outcome, console)
 
     def _child(self, node: Node, url: str, broker_kind: str) -> _Child:
+        # every service reads the scenario: nodes for a drill's initial conditions, the instructor for its
+        # fault script, ground control to run it
         argv = [sys.executable, "-m", "services.cli", "run", str(node), "--mission", self.mission,
                 "--broker", url, "--seed", str(self.seed), "--rate", str(self.rate),
-                "--mission-file", str(self.mission_file), "--state-dir", str(self.report_dir / "state")]
+                "--mission-file", str(self.mission_file), "--state-dir", str(self.report_dir / "state"),
+                "--scenario", str(self.scenario), "--report", str(self.report_dir)]
         if node is Node.GROUND_CONTROL:
-            argv += ["--scenario", str(self.scenario), "--report", str(self.report_dir),
-                     "--broker-label", f"{broker_kind} {url}"]
+            argv += ["--broker-label", f"{broker_kind} {url}"]
+            if self.autopilot:
+                argv.append("--autopilot")
         return _Child(node, argv, self.report_dir / "logs" / f"{node}.log")
 
     def _follow(self, bus: Bus, topics: Topics, progress: _Progress) -> None:
@@ -231,6 +241,7 @@ class Rehearsal:
         if final is None or not report_path.exists():
             console.print(f"[bold red]rehearsal did not finish[/]; logs in {self.report_dir / 'logs'}")
             return 1
+        debrief = write_debrief(self.report_dir)
         report = json.loads(report_path.read_text())
         table = Table(title=f"{report['scenario']}: {'PASSED' if report['passed'] else 'FAILED'}")
         for column in ("phase", "status", "start", "end"):
@@ -244,9 +255,17 @@ class Rehearsal:
             console.print(f"  {key}: {value}")
         console.print(f"  commands: {report['commands']}; alarms: {len(report['alarms'])}; "
                       f"rejections: {report['rejections']}")
+        for objective in report.get("objectives", []):
+            mark = "[green]met[/]" if objective["passed"] else "[red]missed[/]"
+            console.print(f"  objective {mark}: {objective['name']} ({objective['detail']})")
+        for fault in debrief["faults"]:
+            console.print(f"  fault {fault['fault_id']} {fault['kind']} on {fault['target']}: {fault['outcome']}; "
+                          f"detect {fault['time_to_detect_s']} s, respond {fault['time_to_respond_s']} s, "
+                          f"recover {fault['time_to_recover_s']} s")
         console.print(f"  wall time {report['wall_seconds']} s for {report['mission_seconds'] / 3600:.1f} "
                       f"mission hours at rate {report['rate']}")
-        console.print(f"report: {self.report_dir / 'report.md'} and {report_path}")
+        console.print(f"report: {self.report_dir / 'report.md'} and {report_path}; "
+                      f"debrief: {self.report_dir / 'debrief.md'}")
         return 0 if report["passed"] else 1
 
 

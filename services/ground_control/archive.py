@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS tm_gaps (
     from_sim REAL NOT NULL, to_sim REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS commands (
     request_id TEXT PRIMARY KEY, node TEXT NOT NULL, command TEXT NOT NULL, args TEXT NOT NULL,
-    sent_sim REAL NOT NULL, state TEXT NOT NULL, final_sim REAL, failure_code TEXT, reason TEXT);
+    sent_sim REAL NOT NULL, state TEXT NOT NULL, final_sim REAL, failure_code TEXT, reason TEXT,
+    origin TEXT NOT NULL DEFAULT 'scenario');
 """
 
 
@@ -61,10 +62,14 @@ class Archive:
         final_sim: float | None = None,
         failure_code: str | None = None,
         reason: str | None = None,
+        origin: str = "scenario",
     ) -> None:
+        """`origin`: who sent it: the scenario script, an operator, or the drill's autopilot."""
         self._db.execute(
-            "INSERT OR REPLACE INTO commands VALUES (?,?,?,?,?,?,?,?,?)",
-            (request_id, node, command, json.dumps(args), sent_sim, state, final_sim, failure_code, reason),
+            "INSERT OR REPLACE INTO commands (request_id, node, command, args, sent_sim, state, final_sim, "
+            "failure_code, reason, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (request_id, node, command, json.dumps(args), sent_sim, state, final_sim, failure_code, reason,
+             origin),
         )
 
     def flush(self) -> None:

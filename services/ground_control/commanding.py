@@ -41,6 +41,8 @@ class TrackedCommand:
     failure_code: FailureCode | None = None
     reason: str = ""
     progress: int = 0
+    origin: str = "scenario"
+    """Who sent it: "scenario", "operator" or "autopilot" (the debrief tells trainee actions apart)."""
     stages: dict[str, float] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -55,9 +57,10 @@ class CommandBook:
         self._counter = itertools.count(1)
         self.commands: dict[str, TrackedCommand] = {}
 
-    def open(self, node: str, command: str, args: dict[str, Any], now: float, allowed_s: float) -> TrackedCommand:
+    def open(self, node: str, command: str, args: dict[str, Any], now: float, allowed_s: float,
+             origin: str = "scenario") -> TrackedCommand:
         request_id = f"{self._prefix}-{next(self._counter):05d}"
-        tracked = TrackedCommand(request_id, node, command, dict(args), now, now + allowed_s)
+        tracked = TrackedCommand(request_id, node, command, dict(args), now, now + allowed_s, origin=origin)
         self.commands[request_id] = tracked
         return tracked
 

@@ -31,7 +31,9 @@ class LimitChecker:
             if not isinstance(value, int | float):  # booleans count as 0/1: a `low: 1` wants True
                 continue
             name = f"{node}.{limit.parameter}"
-            applies = limit.when_mode is None or fields.get("mode") in limit.when_mode
+            applies = ((limit.when_mode is None or fields.get("mode") in limit.when_mode)
+                       and (limit.when_true is None or fields.get(limit.when_true) is True)
+                       and limit.parameter not in fields.get("missing", ()))
             number = float(value)
             breach = None
             if applies and limit.low is not None and number < limit.low:

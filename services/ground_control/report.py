@@ -68,7 +68,7 @@ def build_report(gc: GroundControl, result: ScenarioResult, run: dict[str, Any])
         "commands": gc.book.counts(),
         "command_log": [
             {"request_id": c.request_id, "node": c.node, "command": c.command, "state": c.state.value,
-             "sent_met": round(c.sent_at - epoch, 1), "reason": c.reason}
+             "sent_met": round(c.sent_at - epoch, 1), "reason": c.reason, "origin": c.origin}
             for c in gc.book.commands.values()
         ],
         "alarms": [
@@ -93,6 +93,13 @@ def build_report(gc: GroundControl, result: ScenarioResult, run: dict[str, Any])
             "commands_resent": gc.commands_resent,
         },
         "figures": key_figures(gc),
+        "objectives": [{"name": o.name, "passed": o.passed, "detail": o.detail} for o in result.objectives],
+        "responses": [
+            {"name": r.name, "symptom": r.symptom, "symptom_at": r.symptom_at, "deadline": r.deadline,
+             "responded_at": r.responded_at, "request_id": r.request_id, "in_time": r.in_time,
+             "contingency_injected": r.contingency}
+            for r in result.responses
+        ],
     }
 
 

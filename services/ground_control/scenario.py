@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from protocols.commands import ArgValue, UnknownCommand, describe_validation_error, parse_command_args
+from protocols.faults import FaultSpec
 from protocols.nodes import Node
 from services.seeds import load_yaml_model
 
@@ -76,6 +77,14 @@ COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+def compare(value: Any, op: str, expected: Any) -> bool:
+    """`value op expected`; a missing value, or one that does not compare with `expected`, is False."""
+    try:
+        return value is not None and bool(COMPARISONS[op](value, expected))
+    except TypeError:
+        return False
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -84,14 +93,15 @@ class SendSpec(_Strict):
     node: Node
     command: str
     args: dict[str, ArgValue] = {}
-    expect: Literal["completed", "failed"] = "completed"
+    expect: Literal["completed", "failed", "any"] = "completed"
+    """`any`: the step passes whatever the command's outcome (a drill's script goes on into the fault)."""
     timeout: Duration | None = None
     expires_after: Duration | None = None
     """Let the relay drop the command if it cannot deliver it within this long (a visibility gap)."""
 
     @model_validator(mode="after")
     def _known_command(self) -> "SendSpec":
-        if self.expect == "completed":
+        if self.expect != "failed":
             try:
                 parse_command_args(self.node, self.command, self.args)
             except UnknownCommand as exc:
@@ -136,7 +146,19 @@ class WaitUntilStep(_Strict):
     wait_until: MissionTime
 
 
-STEP_KINDS = ("send", "expect_tm", "expect_event", "wait", "wait_until")
+class InjectFaultStep(_Strict):
+    """Ask the instructor service for a fault (with any trigger), as an instructor would."""
+
+    inject_fault: FaultSpec
+
+
+class ClearFaultStep(_Strict):
+    """Clear a fault by its label (or id)."""
+
+    clear_fault: str = Field(min_length=1, max_length=64)
+
+
+STEP_KINDS = ("send", "expect_tm", "expect_event", "wait", "wait_until", "inject_fault", "clear_fault")
 
 
 def _step_kind(value: Any) -> str | None:
@@ -154,7 +176,9 @@ Step = Annotated[
     | Annotated[ExpectTmStep, Tag("expect_tm")]
     | Annotated[ExpectEventStep, Tag("expect_event")]
     | Annotated[WaitStep, Tag("wait")]
-    | Annotated[WaitUntilStep, Tag("wait_until")],
+    | Annotated[WaitUntilStep, Tag("wait_until")]
+    | Annotated[InjectFaultStep, Tag("inject_fault")]
+    | Annotated[ClearFaultStep, Tag("clear_fault")],
     Discriminator(
         _step_kind,
         custom_error_type="step_kind",
@@ -169,11 +193,112 @@ class Phase(_Strict):
     steps: list[Step] = Field(min_length=1)
 
 
+class SetupCall(_Strict):
+    """One HAL call that builds a drill's initial conditions, made on the device before the clock starts
+    (the device is first stepped to `after` seconds past the epoch)."""
+
+    node: Node
+    device: str = Field(min_length=1, max_length=32)
+    call: str = Field(min_length=1, max_length=64)
+    args: dict[str, ArgValue] = {}
+    after: Duration = 0.0
+
+
+class InitialConditions(_Strict):
+    """Start a drill later in the mission (e.g. T+48:30 with a sealed container on the ascender)
+    instead of replaying the surface stay."""
+
+    at: MissionTime
+    setup: list[SetupCall] = []
+
+    @model_validator(mode="after")
+    def _setup_before_start(self) -> "InitialConditions":
+        for call in self.setup:
+            if call.after > self.at:
+                raise ValueError(f"setup call {call.call} after {call.after:.0f} s comes after the start "
+                                 f"at T+{format_mission_elapsed(self.at)}")
+        return self
+
+
+class SymptomSpec(_Strict):
+    """What a trainee at ground control would notice: exactly one of an alarm, an event, a TM value."""
+
+    alarm: str | None = Field(default=None, min_length=1, max_length=128)
+    event: ExpectEventSpec | None = None
+    tm: ExpectTmSpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SymptomSpec":
+        if sum(x is not None for x in (self.alarm, self.event, self.tm)) != 1:
+            raise ValueError("a symptom is exactly one of: alarm, event, tm")
+        return self
+
+    def describe(self) -> str:
+        if self.alarm is not None:
+            return f"alarm {self.alarm}"
+        if self.event is not None:
+            return f"event {self.event.node} {self.event.event}"
+        assert self.tm is not None
+        return f"{self.tm.node} {self.tm.field} {self.tm.op} {self.tm.value}"
+
+
+class ResponseSpec(_Strict):
+    """An expected trainee response: once `symptom` is visible at ground control, the first command of `send`
+    must go out within `within`. With `--autopilot` the commands are sent, in order, `reaction` seconds
+    after the symptom; otherwise `contingency` (if any) is injected when the deadline passes."""
+
+    name: str = Field(min_length=1, max_length=128)
+    symptom: SymptomSpec
+    within: Duration
+    reaction: Duration = 30.0
+    send: list[SendSpec] = Field(min_length=1)
+    when: SymptomSpec | None = None
+    """A procedure's precondition: the commands go out only once this also holds (e.g. after an outage,
+    once sampling has finished)."""
+    contingency: FaultSpec | None = None
+
+
+class ObjectiveSpec(_Strict):
+    """A check of the outcome, judged at the end from what ground control saw: exactly one of a TM value
+    (its last value), an event seen, a command completed, a phase passed; `by` adds a deadline."""
+
+    name: str = Field(min_length=1, max_length=128)
+    tm: ExpectTmSpec | None = None
+    event: ExpectEventSpec | None = None
+    command: "CommandOutcome | None" = None
+    phase: str | None = Field(default=None, min_length=1, max_length=128)
+    by: MissionTime | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ObjectiveSpec":
+        if sum(x is not None for x in (self.tm, self.event, self.command, self.phase)) != 1:
+            raise ValueError("an objective is exactly one of: tm, event, command, phase")
+        return self
+
+
+class CommandOutcome(_Strict):
+    node: Node
+    command: str
+    state: Literal["completed", "failed"] = "completed"
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1, max_length=128)
     description: str = ""
     default_timeout: Duration = 600.0
+    initial: InitialConditions | None = None
+    faults: list[FaultSpec] = []
+    """The drill's fault script: armed on their triggers when the run starts."""
     phases: list[Phase] = Field(min_length=1)
+    responses: list[ResponseSpec] = []
+    objectives: list[ObjectiveSpec] = []
+
+    @model_validator(mode="after")
+    def _phases_named_once(self) -> "Scenario":
+        names = [p.name for p in self.phases]
+        if len(names) != len(set(names)):
+            raise ValueError("phase names must be unique (fault triggers and objectives refer to them)")
+        return self
 
 
 def describe_step(step: Step) -> str:
@@ -189,6 +314,10 @@ def describe_step(step: Step) -> str:
             return f"wait {d:.0f} s"
         case WaitUntilStep(wait_until=t):
             return f"wait until T+{format_mission_elapsed(t)}"
+        case InjectFaultStep(inject_fault=f):
+            return f"inject {f.label or f.kind} on {f.target}"
+        case ClearFaultStep(clear_fault=label):
+            return f"clear fault {label}"
     return "step"
 
 
@@ -199,3 +328,6 @@ def format_mission_elapsed(seconds: float) -> str:
 
 def load_scenario(path: Path | str) -> Scenario:
     return load_yaml_model(path, Scenario)
+
+
+ObjectiveSpec.model_rebuild()

@@ -3,9 +3,10 @@ command's verification with timeouts in simulated time, and owns the mission clo
 """
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,26 @@ class SeenEvent:
     event: Event
 
 
+class Activity:
+    """Something arrived: wakes every waiter (each has its own Wakeup, so none steals another's wake)."""
+
+    def __init__(self) -> None:
+        self._waiters: set[Wakeup] = set()
+
+    def set(self) -> None:
+        for wakeup in list(self._waiters):
+            wakeup.set()
+
+    @contextlib.contextmanager
+    def waiter(self) -> Iterator[Wakeup]:
+        wakeup = Wakeup()
+        self._waiters.add(wakeup)
+        try:
+            yield wakeup
+        finally:
+            self._waiters.discard(wakeup)
+
+
 class GroundControl:
     def __init__(self, runtime: ServiceRuntime, profile: MissionProfile, archive: Archive) -> None:
         self.runtime = runtime
@@ -65,6 +86,7 @@ class GroundControl:
         self.alarms: list[Alarm] = []
         self.rejections: list[Rejection] = []
         self.service_states: dict[str, ServiceState] = {}
+        self.instructor_state: ServiceState | None = None
         self.service_counters: dict[str, dict[str, int]] = {}
         self.tm_received = 0
         self.tm_gaps: list[dict[str, Any]] = []
@@ -79,7 +101,7 @@ class GroundControl:
         self.scenario_position: Any = None
         """The scenario runner's position, saved with the rest so a restart carries on."""
         self.state_file: StateFile | None = None
-        self._activity = Wakeup()
+        self._activity = Activity()
         self._wake = Wakeup()
         self._background: set[asyncio.Task[None]] = set()
         runtime.on_disconnect_hooks.append(self._on_broker_lost)
@@ -120,13 +142,14 @@ class GroundControl:
     async def _publish_clock(self, state: ClockState) -> None:
         await self.runtime.bus.publish(self.topics.clock, self.runtime.codec.encode(state), qos=1, retain=True)
 
-    async def start_clock(self, rate: float, settle_s: float = 0.5) -> None:
-        """Start the mission clock at the epoch, unless a retained clock shows a run already going."""
+    async def start_clock(self, rate: float, settle_s: float = 0.5, at: float | None = None) -> None:
+        """Start the mission clock at the epoch (or at `at`, a drill's initial conditions), unless a
+        retained clock shows a run already going."""
         try:
             await self.runtime.clock.wait_ready(timeout=settle_s)
             self.runtime.log.info("clock_resumed", rate=self.runtime.clock.rate)
         except TimeoutError:
-            await self.master.start(epoch=self.profile.epoch, rate=rate)
+            await self.master.start(epoch=self.profile.epoch, rate=rate, at=at)
             self.runtime.log.info("clock_started", rate=rate, epoch=self.profile.mission.epoch.isoformat())
 
     # -- ingest -----------------------------------------------------------------------------------------
@@ -215,6 +238,11 @@ class GroundControl:
         status = await self.runtime.decode(message, ServiceStatus, source=service)
         if status is None or status.source == Node.GROUND_CONTROL:
             return
+        if status.source == Node.INSTRUCTOR:
+            # the instructor station is not part of the mission: operators get no alarm for it
+            self.instructor_state = status.state
+            self._activity.set()
+            return
         node = str(status.source)
         self.service_counters[node] = dict(status.counters)
         previous = self.service_states.get(node)
@@ -243,11 +271,12 @@ class GroundControl:
         *,
         timeout_s: float = 600.0,
         expires_after_s: float | None = None,
+        origin: str = "scenario",
     ) -> TrackedCommand:
         """Send a telecommand through the relay and start tracking it."""
         now = self.runtime.clock.now()
         allowed = timeout_s + 2 * self.one_way_delay_s + self.profile.timing.command_margin_s
-        tracked = self.book.open(str(node), command, args or {}, now, allowed)
+        tracked = self.book.open(str(node), command, args or {}, now, allowed, origin)
         expires_at = now + expires_after_s if expires_after_s is not None else None
         topic = self.topics.tc(Side.GROUND, node)
         sent = await self.runtime.publish(
@@ -272,19 +301,22 @@ class GroundControl:
                 tracked.request_id, tracked.node, tracked.command, tracked.args, tracked.sent_at,
                 tracked.state.value, tracked.final_at,
                 tracked.failure_code.name if tracked.failure_code else None, tracked.reason or None,
+                tracked.origin,
             )
 
     # -- waiting on the world ---------------------------------------------------------------------------
     async def wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
-        """Wait, in simulated time, until `predicate()` holds (re-checked on every arrival) or the deadline."""
+        """Wait, in simulated time, until `predicate()` holds (re-checked on every arrival) or the deadline.
+        Any number of waiters may wait at once (the scenario and a drill's response watchers)."""
         outage_before = self.outage_s
-        while True:
-            if predicate():
-                return True
-            extended = deadline + self.outage_s - outage_before
-            if self.runtime.clock.now() >= extended and self._outage_since is None:
-                return False
-            await self.runtime.clock.sleep_until(extended, self._activity)
+        with self._activity.waiter() as wakeup:
+            while True:
+                if predicate():
+                    return True
+                extended = deadline + self.outage_s - outage_before
+                if self.runtime.clock.now() >= extended and self._outage_since is None:
+                    return False
+                await self.runtime.clock.sleep_until(extended, wakeup)
 
     async def _resend_unanswered(self) -> None:
         """A command that got no report at all may have been lost with a broker: send it again. The node
@@ -340,15 +372,16 @@ class GroundControl:
         return self.book.pending == 0
 
     def all_services_online(self) -> bool:
-        return all(self.service_states.get(str(n)) is ServiceState.ONLINE
-                   for n in (*FAR_SIDE_NODES, Node.RELAY_SATELLITE))
+        return self.instructor_state is ServiceState.ONLINE and all(
+            self.service_states.get(str(n)) is ServiceState.ONLINE for n in (*FAR_SIDE_NODES, Node.RELAY_SATELLITE))
 
     async def wait_until_services_online(self, timeout_s: float) -> None:
         """Before the clock exists, wait in wall time for every other service's retained `online`."""
         async def every_one() -> None:
-            while not self.all_services_online():
-                self._activity.clear()
-                await self._activity.wait()
+            with self._activity.waiter() as wakeup:
+                while not self.all_services_online():
+                    wakeup.clear()
+                    await wakeup.wait()
         await asyncio.wait_for(every_one(), timeout_s)
 
     # -- housekeeping of our own --------------------------------------------------------------------------

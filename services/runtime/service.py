@@ -47,6 +47,7 @@ class ServiceRuntime:
         codec: str = "json",
         backends: dict[str, str] | None = None,
         event_side: Side = Side.SPACE,
+        event_topic: str | None = None,
         client_id: str | None = None,
     ) -> None:
         self.node = node
@@ -56,6 +57,7 @@ class ServiceRuntime:
         self.backends = dict(backends or {})
         self.event_side = event_side
         """The side this service's own events and rejections are published on."""
+        self._event_topic = event_topic or self.topics.ev(event_side, node)
         self.log = structlog.get_logger().bind(mission=mission, node=str(node))
         self._seq: dict[str, int] = defaultdict(int)
         self.rejections = 0
@@ -180,7 +182,7 @@ class ServiceRuntime:
 
     @property
     def event_topic(self) -> str:
-        return self.topics.ev(self.event_side, self.node)
+        return self._event_topic
 
     # -- liveness ---------------------------------------------------------------------------------------
     def _status(self, state: ServiceState, with_counters: bool = True) -> ServiceStatus:

@@ -10,7 +10,22 @@ conftest is read when that directory is named on the command line):
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
+
+from protocols.codec import JsonCodec
+from protocols.faults import FaultRecord
+from protocols.nodes import Node
+from protocols.system import ClockState, ServiceState, ServiceStatus
+from protocols.topics import Topics
+from services.runtime.broker import MosquittoProcess
+from tests.integration.kit import Listener, ServiceProcess
 
 DEFAULT_FUZZ_MESSAGES = 10_000
 
@@ -33,3 +48,75 @@ def fuzz_messages(request: pytest.FixtureRequest) -> int:
     except ValueError:  # the option is not registered (conftest not read early): the CI default
         value = DEFAULT_FUZZ_MESSAGES
     return max(value, 100)
+
+
+@pytest.fixture
+async def listener(mosquitto_session: MosquittoProcess, mission: str) -> AsyncIterator[Listener]:
+    """A listener on this test's mission; it stops the service processes the test started beside it."""
+    async with Listener(mosquitto_session.url, mission) as heard:
+        try:
+            yield heard
+        finally:
+            for process in heard.started:
+                process.stop()
+
+
+# -- one running mission shared by the fault tests ------------------------------------------------------
+
+RUNNING_RATE = "100"
+RUNNING_NODES = (Node.INSTRUCTOR, Node.RELAY_SATELLITE, Node.LANDER_DRILL, Node.LANDER_ARM,
+                 Node.ASCENT_VEHICLE, Node.GROUND_CONTROL)
+
+
+@dataclass
+class RunningMission:
+    url: str
+    mission: str
+    report: Path
+    processes: dict[Node, ServiceProcess]
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.mission)
+
+    def truth(self) -> list[FaultRecord]:
+        """The ground-truth log as the instructor service wrote it."""
+        path = self.report / "truth.jsonl"
+        if not path.exists():
+            return []
+        records = [JsonCodec().decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+        return [r for r in records if isinstance(r, FaultRecord)]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.cli", *args, "--mission", self.mission,
+                               "--broker", self.url], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def running(mosquitto_session: MosquittoProcess, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[RunningMission]:
+    """Six service processes of one mission (no scenario, rate 100), shared by a module's fault tests and
+    stopped at its end, so they load no later test."""
+    mission = "tf" + uuid.uuid4().hex[:8]
+    folder = tmp_path_factory.mktemp("faults")
+    report = folder / "report"
+    processes = {n: ServiceProcess(n, mosquitto_session.url, mission, folder, "--rate", RUNNING_RATE,
+                                   "--seed", "3", "--report", str(report)).start() for n in RUNNING_NODES}
+    try:
+        yield RunningMission(mosquitto_session.url, mission, report, processes)
+    finally:
+        for process in processes.values():
+            process.stop()
+
+
+@pytest.fixture
+async def listener_on_running(running: RunningMission) -> AsyncIterator[Listener]:
+    """A listener on the shared mission, once every service is online and the clock runs."""
+    async with Listener(running.url, running.mission) as heard:
+        topics = running.topics
+        for node in RUNNING_NODES:
+            await heard.wait_for(lambda h, node=node: h.topic == topics.status(node)
+                                 and isinstance(h.message, ServiceStatus)
+                                 and h.message.state is ServiceState.ONLINE, timeout=30, what=f"{node} online")
+        await heard.wait_for(lambda h: isinstance(h.message, ClockState), what="the clock")
+        yield heard

@@ -52,8 +52,10 @@ ROGUE = "rogue-node"  # a node name outside the tree: the relay refuses its topi
 SERVICES = tuple(str(n) for n in Node)
 RELAY, GROUND = str(Node.RELAY_SATELLITE), str(Node.GROUND_CONTROL)
 FAR = tuple(str(n) for n in FAR_SIDE_NODES)
-PUBLISH_RATE = 800.0  # bad messages per wall second: 10,000 in 12.5 s
-MESSAGES_PER_REHEARSAL_AT_1000 = 12_000  # more than this and the rehearsal is slowed so the fuzz fits in it
+PUBLISH_RATE = 600.0  # bad messages per wall second: 10,000 in 16.7 s
+"""Offered load: with six services (the instructor station) and the lander's power model on two cores,
+800/s left the relay too little headroom for the scenario's 0.6 s command timeouts at rate 1000."""
+MESSAGES_PER_REHEARSAL_AT_1000 = 9_000  # more than this and the rehearsal is slowed so the fuzz fits in it
 
 
 # -- the topics under fuzz and who owns each -------------------------------------------------------------

@@ -4,7 +4,7 @@ liveness, and the relay's store-and-forward across a visibility gap."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,16 +54,6 @@ async def start_system(url: str, mission: str, tmp_path: Path, listener: Listene
             and h.message.state is ServiceState.ONLINE, timeout=30, what=f"{node} online")
     await listener.wait_for(lambda h: isinstance(h.message, ClockState), what="the clock")
     return processes
-
-
-@pytest.fixture
-async def listener(mosquitto_session: MosquittoProcess, mission: str) -> AsyncIterator[Listener]:
-    async with Listener(mosquitto_session.url, mission) as heard:
-        try:
-            yield heard
-        finally:
-            for process in heard.started:
-                process.stop()
 
 
 async def test_bad_commands_are_refused_with_reasons_and_the_drill_keeps_working(

@@ -243,7 +243,7 @@ async def test_a_subscriber_that_stops_reading_leaves_the_services_running_and_b
     assert unread > 0 and traffic["bytes"] > 20 * unread, (
         f"the stalled subscriber was not stalled: {unread} bytes unread of {traffic['bytes']}")
     assert set(names.values()) == {"lander-drill", "lander-arm", "ascent-vehicle", "relay-satellite",
-                                   "ground-control"}, names
+                                   "ground-control", "instructor"}, names
     growths = {}
     assert all(len(values) >= 10 for values in samples.values()), "too few RSS samples while TM flowed"
     for pid, values in samples.items():

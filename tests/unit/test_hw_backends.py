@@ -12,7 +12,7 @@ from hardware_sim.backends import BACKENDS, BackendConfigError, build_device, re
 
 MISSION = Path(__file__).resolve().parents[2] / "seeds" / "mission.yaml"
 PROTOCOLS = {"drill": hal.Drill, "arm": hal.Arm, "container": hal.SampleContainer, "flag": hal.Flag,
-             "ascent": hal.AscentVehicle, "relay": hal.RelayLink}
+             "ascent": hal.AscentVehicle, "relay": hal.RelayLink, "power": hal.Power}
 
 
 @pytest.mark.parametrize("kind", sorted(PROTOCOLS))

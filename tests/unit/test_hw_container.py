@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware_sim.container import ContainerParams, SimSampleContainer
+from hardware_sim.faults import FaultNotApplicable, ModelFault
 from hardware_sim.flag import FlagParams, SimFlag
 from hardware_sim.hal import DeviceCommandError, Flag, SampleContainer
 
@@ -79,3 +80,66 @@ def test_flag_deploys_after_a_minute() -> None:
     assert events[0].data["mass_g"] == 11.3
     with pytest.raises(DeviceCommandError):
         f.deploy()
+
+
+# -- fault: container.seal_leak ---------------------------------------------------------------------------
+
+def leak(fault_id: str = "f1", rate: float = 20.0) -> ModelFault:
+    return ModelFault(fault_id, "container.seal_leak", None, {"rate_kpa_per_h": rate})
+
+
+def sealed(c: SimSampleContainer | None = None) -> SimSampleContainer:
+    c = c or make()
+    c.receive(1500.0)
+    c.seal()
+    c.advance(c.time + 300.0)
+    assert c.state().sealed
+    return c
+
+
+def test_seal_leak_decays_pressure_while_idle_and_clearing_stops_it() -> None:
+    c = sealed()
+    c.inject_fault(leak())
+    assert not c.active()  # a leak alone keeps the container idle: warps stay cheap
+    c.advance(300.0 + 3600.0)
+    assert c.state().seal_pressure_kpa == pytest.approx(150.0 - 20.0)
+    symptoms = c.drain_symptoms()
+    assert len(symptoms) == 1 and symptoms[0].fault_id == "f1"
+    assert symptoms[0].time == pytest.approx(300.0 + 0.5 / 20.0 * 3600.0)  # 90 s after the injection
+    assert c.clear_fault("f1")
+    c.advance(300.0 + 3 * 3600.0)
+    assert c.state().seal_pressure_kpa == pytest.approx(130.0)  # lost pressure stays
+    assert c.drain_symptoms() == []
+
+
+def test_seal_leak_injected_before_sealing_acts_from_sealing_and_leaks_add() -> None:
+    c = make()
+    c.inject_fault(leak("a", 10.0))
+    c.inject_fault(leak("b", 30.0))
+    c.advance(10_000.0)
+    assert c.state().seal_pressure_kpa == 0.0 and not c.state().sealed
+    sealed(c)  # seal at 10 000 s, sealed at 10 300 s
+    assert c.state().seal_pressure_kpa == pytest.approx(150.0)
+    c.advance(10_300.0 + 1800.0)
+    assert c.state().seal_pressure_kpa == pytest.approx(150.0 - 20.0)
+    assert {s.fault_id for s in c.drain_symptoms()} == {"a", "b"}
+    with pytest.raises(FaultNotApplicable):
+        c.inject_fault(ModelFault("x", "drill.stall"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(rate=st.floats(0.1, 1000.0), cuts=st.lists(st.floats(0.0, 1.0), max_size=15))
+def test_leak_never_makes_pressure_negative_and_is_partition_independent(rate: float,
+                                                                         cuts: list[float]) -> None:
+    a, b = sealed(), sealed()
+    for c in (a, b):
+        c.inject_fault(leak(rate=rate))
+    end = 300.0 + 20 * 3600.0
+    for cut in sorted(cuts):
+        a.advance(300.0 + cut * 20 * 3600.0)
+        assert a.state().seal_pressure_kpa >= 0.0
+    a.advance(end)
+    b.advance(end)
+    assert a.state().seal_pressure_kpa >= 0.0
+    assert a.state().seal_pressure_kpa == pytest.approx(b.state().seal_pressure_kpa, abs=1e-6)
+    assert [s.time for s in a.drain_symptoms()] == pytest.approx([s.time for s in b.drain_symptoms()])

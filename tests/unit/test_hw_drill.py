@@ -1,5 +1,6 @@
 """Drill model: rock without percussion trips, with percussion passes; core mass; determinism; warps."""
 
+import math
 import random
 import time
 
@@ -8,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware_sim.drill import DrillParams, SimDrill
+from hardware_sim.faults import FaultNotApplicable, ModelFault
 from hardware_sim.hal import DeviceCommandError, Drill
+from protocols.faults import FaultKind, parse_fault_params
 
 
 def make(seed: int = 1) -> SimDrill:
@@ -96,7 +99,9 @@ def test_drilling_heats_bit_and_draws_current() -> None:
     s = drill.state()
     assert s.mode == "drilling" and s.rpm == 120.0 and s.penetration_rate_mm_min > 0
     assert s.bit_temperature_c > DrillParams().ambient_c + 5
-    assert s.motor_current_a == pytest.approx(0.4 + 0.08 * s.torque_nm)
+    shaft = s.torque_nm * s.rpm * 2 * math.pi / 60
+    assert s.power_w == pytest.approx(15.0 + shaft / 0.7 + (120.0 if s.percussion else 0.0))
+    assert s.motor_current_a == pytest.approx(s.power_w / 28.0)
     assert 0 < s.core_mass_g < 0.5 * 250.0
 
 
@@ -178,3 +183,235 @@ def test_idle_partition_independent(cuts: list[float]) -> None:
     b.advance(end)
     assert a.state().bit_temperature_c == pytest.approx(b.state().bit_temperature_c, abs=1e-9)
     assert a.state().depth_m == b.state().depth_m
+
+
+# -- commands added with the faults: stop event, retract, reset_protection -----------------------------------
+
+def fault(kind: str, fault_id: str = "f1", item: str | None = None, **params: float) -> ModelFault:
+    """As the node hands it over: params validated against the catalogue, defaults filled."""
+    return ModelFault(fault_id, kind, item, parse_fault_params(FaultKind(kind), dict(params)).model_dump())
+
+
+def drilled(seconds: float = 600.0, seed: int = 1) -> SimDrill:
+    drill = make(seed)
+    drill.start(1.5, 120.0, percussion=True)
+    drill.advance(seconds)
+    assert drill.state().mode == "drilling" and drill.state().material == "regolith"
+    return drill
+
+
+def test_stop_while_drilling_emits_drill_stopped_and_is_silent_when_idle() -> None:
+    drill = drilled()
+    drill.drain_events()
+    drill.stop()
+    events = drill.drain_events()
+    assert [e.name for e in events] == ["drill_stopped"]
+    assert events[0].severity == "info" and events[0].data["depth_m"] == pytest.approx(drill.state().depth_m, abs=1e-4)
+    drill.stop()
+    assert drill.drain_events() == [] and drill.state().mode == "idle"
+
+
+def test_retract_raises_bit_keeps_core_and_redrilling_adds_core_only_below_the_hole() -> None:
+    drill = drilled()
+    drill.stop()
+    depth, core = drill.state().depth_m, drill.state().core_mass_g
+    for bad in (0.0, -0.1, depth + 0.01):
+        with pytest.raises(DeviceCommandError):
+            drill.retract(bad)
+    drill.retract(0.1)
+    assert drill.state().mode == "retracting" and drill.active()
+    with pytest.raises(DeviceCommandError) as err:
+        drill.start(1.5, 120.0, True)
+    assert err.value.code == "busy"
+    with pytest.raises(DeviceCommandError) as err:
+        drill.retract(0.01)
+    assert err.value.code == "busy"
+    drill.advance(drill.time + 20.0)
+    events = [e for e in drill.drain_events() if e.name == "retracted"]
+    assert len(events) == 1 and events[0].time == pytest.approx(600.0 + 10.0)  # 0.1 m at 10 mm/s
+    s = drill.state()
+    assert s.mode == "idle" and s.depth_m == pytest.approx(depth - 0.1) and s.core_mass_g == core
+    assert not drill.active()
+    drill.start(depth + 0.01, 120.0, True)
+    drill.advance(drill.time + 600.0)
+    assert drill.state().depth_m == pytest.approx(depth + 0.01)
+    assert drill.state().core_mass_g == pytest.approx(core + 0.01 * 250.0)
+
+
+def test_retract_refused_while_drilling_and_when_stowed() -> None:
+    drill = drilled()
+    with pytest.raises(DeviceCommandError) as err:
+        drill.retract(0.05)
+    assert err.value.code == "busy"
+    drill.stop()
+    drill.stow_core()
+    drill.advance(drill.time + 700.0)
+    assert drill.state().mode == "stowed"
+    with pytest.raises(DeviceCommandError) as err:
+        drill.retract(0.05)
+    assert err.value.code == "wrong_mode"
+
+
+def test_reset_protection_only_from_tripped() -> None:
+    drill = make()
+    with pytest.raises(DeviceCommandError) as err:
+        drill.reset_protection()
+    assert err.value.code == "wrong_mode"
+    drill.start(1.5, 120.0, percussion=False)
+    run(drill, 3000.0)
+    assert drill.state().mode == "tripped"
+    drill.drain_events()
+    drill.reset_protection()
+    assert drill.state().mode == "idle" and [e.name for e in drill.drain_events()] == ["protection_reset"]
+
+
+# -- fault: drill.stall ---------------------------------------------------------------------------------------
+
+def test_stall_jams_trips_worsens_on_restart_and_a_retract_frees_the_bit() -> None:
+    drill = drilled()
+    before = drill.state()
+    drill.inject_fault(fault("drill.stall"))
+    events, states = [], []
+    while drill.state().mode == "drilling" and drill.time < 700.0:
+        drill.advance(drill.time + 1.0)
+        states.append(drill.state())
+        events += drill.drain_events()
+    trip = [e for e in events if e.name == "over_torque"]
+    assert len(trip) == 1 and 600.0 < trip[0].time <= 600.0 + 15.0
+    assert states[-2].rpm < 120.0 * 0.9  # rpm falls as the jam grows
+    assert all(s.penetration_rate_mm_min == 0.0 for s in states)
+    assert drill.state().depth_m == pytest.approx(before.depth_m, abs=1e-9)
+    assert [(s.time, s.recovered) for s in drill.drain_symptoms()] == [(601.0, False)]
+    # DRILL_TO_DEPTH again with the bit still jammed: it jams and trips again
+    drill.start(1.5, 120.0, percussion=True)
+    again = run(drill, drill.time + 60.0, every=1.0)
+    assert [e.name for e in again].count("over_torque") == 1 and drill.state().mode == "tripped"
+    # too short a retract does not free it
+    drill.retract(0.01)
+    run(drill, drill.time + 5.0, every=1.0)
+    assert drill.active_faults() and drill.drain_symptoms() == []
+    drill.retract(0.03)
+    run(drill, drill.time + 10.0, every=1.0)
+    recovered = drill.drain_symptoms()
+    assert len(recovered) == 1 and recovered[0].recovered and "retract" in recovered[0].what
+    assert drill.active_faults() == []
+    # re-drilling with percussion now passes the default rock layer to the target
+    drill.start(1.5, 120.0, percussion=True)
+    events = run(drill, drill.time + 3 * 3600.0, every=60.0)
+    names = [e.name for e in events]
+    assert "over_torque" not in names and names[-1] == "target_depth_reached"
+    assert drill.state().depth_m == pytest.approx(1.5) and drill.state().core_mass_g == pytest.approx(375.0)
+
+
+def test_stall_cleared_by_the_instructor_lets_a_new_start_drill() -> None:
+    drill = drilled()
+    drill.inject_fault(fault("drill.stall", torque_rise_nm_per_s=20.0))
+    run(drill, drill.time + 10.0, every=1.0)
+    assert drill.state().mode == "tripped"
+    assert drill.clear_fault("f1")
+    drill.start(1.0, 120.0, True)
+    drill.advance(drill.time + 60.0)
+    assert drill.state().mode == "drilling" and drill.state().penetration_rate_mm_min > 0
+
+
+# -- fault: drill.bit_overheat --------------------------------------------------------------------------------
+
+def test_bit_overheat_warns_once_then_trips_and_cools_after_stop() -> None:
+    p = DrillParams()
+    drill = drilled(60.0)
+    nominal = drill.state().bit_temperature_c
+    drill.inject_fault(fault("drill.bit_overheat", extra_heating_c_per_s=0.5))
+    events = run(drill, drill.time + 1200.0, every=1.0)
+    names = [e.name for e in events]
+    assert names.count("bit_overheat") == 1 and names.count("bit_overheat_trip") == 1
+    warn = next(e for e in events if e.name == "bit_overheat")
+    trip = next(e for e in events if e.name == "bit_overheat_trip")
+    assert warn.severity == "warning" and trip.severity == "error" and warn.time < trip.time
+    assert trip.data["bit_temperature_c"] > p.bit_trip_c and drill.state().mode == "tripped"
+    (symptom,) = drill.drain_symptoms()
+    assert 60.0 < symptom.time < 60.0 + 20.0  # +5 C within ~10 s at 0.5 C/s
+    assert nominal < p.bit_warning_c
+    drill.advance(drill.time + 3600.0)  # stopped: it cools
+    assert drill.state().bit_temperature_c < p.ambient_c + 5.0
+
+
+def test_bit_overheat_default_warns_in_regolith_and_clearing_stops_it() -> None:
+    drill = drilled(60.0)
+    drill.inject_fault(fault("drill.bit_overheat", extra_heating_c_per_s=0.2))
+    events = run(drill, drill.time + 1500.0, every=10.0)
+    assert [e.name for e in events if e.name.startswith("bit_")] == ["bit_overheat"]
+    hot = drill.state().bit_temperature_c
+    drill.clear_fault("f1")
+    drill.advance(drill.time + 1500.0)
+    assert drill.state().bit_temperature_c < hot - 40.0 and drill.state().mode == "drilling"
+
+
+# -- fault: drill.feed_stuck ----------------------------------------------------------------------------------
+
+def test_feed_stuck_turns_without_penetrating_and_never_completes() -> None:
+    drill = drilled()
+    depth = drill.state().depth_m
+    drill.inject_fault(fault("drill.feed_stuck"))
+    events = run(drill, drill.time + 3600.0, every=30.0)
+    s = drill.state()
+    assert s.mode == "drilling" and s.rpm == 120.0 and s.penetration_rate_mm_min == 0.0
+    assert s.depth_m == depth and s.torque_nm == pytest.approx(DrillParams().idle_torque_nm, abs=1.5)
+    assert "target_depth_reached" not in [e.name for e in events]
+    assert [s.time for s in drill.drain_symptoms()] == [601.0]
+    drill.clear_fault("f1")
+    drill.advance(drill.time + 60.0)
+    assert drill.state().depth_m > depth
+
+
+# -- fault: thermal.drift on the motor ------------------------------------------------------------------------
+
+def test_motor_thermal_drift_is_linear_over_idle_warps_and_relaxes_after_clearing() -> None:
+    drill = make()
+    with pytest.raises(FaultNotApplicable):
+        drill.inject_fault(fault("thermal.drift", item="battery", rate_c_per_h=120.0))
+    with pytest.raises(FaultNotApplicable):
+        drill.inject_fault(fault("arm.scoop_jam"))
+    ambient = DrillParams().ambient_c
+    drill.inject_fault(fault("thermal.drift", "a", item="motor", rate_c_per_h=120.0))
+    drill.inject_fault(fault("thermal.drift", "b", item="motor", rate_c_per_h=-60.0))
+    assert not drill.active()
+    drill.advance(3600.0)
+    assert drill.state().motor_temperature_c == pytest.approx(ambient + 60.0)
+    assert [(s.fault_id, s.time) for s in drill.drain_symptoms()] == [("a", 120.0), ("b", 120.0)]
+    drill.clear_fault("a")
+    drill.clear_fault("b")
+    drill.advance(3600.0 + 5 * 3600.0)
+    assert drill.state().motor_temperature_c == pytest.approx(ambient, abs=0.1)
+
+
+def test_nominal_drilling_keeps_motor_cool() -> None:
+    drill = make()
+    drill.start(1.5, 200.0, percussion=True)
+    hottest = 0.0
+    while drill.state().mode == "drilling" and drill.time < 4 * 3600.0:
+        drill.advance(drill.time + 30.0)
+        hottest = max(hottest, drill.state().motor_temperature_c)
+    assert DrillParams().ambient_c + 5.0 < hottest < 80.0
+
+
+@settings(max_examples=15, deadline=None)
+@given(cuts=st.lists(st.floats(0.0, 1.0), max_size=20), kind=st.sampled_from(
+    ["drill.stall", "drill.bit_overheat", "drill.feed_stuck", "thermal.drift"]))
+def test_partition_independent_with_a_fault_active(cuts: list[float], kind: str) -> None:
+    a, b = make(4), make(4)
+    for d in (a, b):
+        d.start(1.5, 150.0, percussion=True)
+        d.advance(300.0)
+        d.inject_fault(fault(kind, item="motor" if kind == "thermal.drift" else None,
+                             **({"rate_c_per_h": 500.0} if kind == "thermal.drift" else {})))
+    end = 300.0 + 2000.0
+    for c in sorted(cuts):
+        a.advance(300.0 + c * 2000.0)
+    a.advance(end)
+    b.advance(end)
+    sa, sb = a.state(), b.state()
+    assert sa.mode == sb.mode and sa.depth_m == sb.depth_m and sa.torque_nm == sb.torque_nm
+    assert sa.motor_temperature_c == pytest.approx(sb.motor_temperature_c, abs=1e-6)
+    assert sa.bit_temperature_c == pytest.approx(sb.bit_temperature_c, abs=1e-9)
+    assert a.drain_events() == b.drain_events()
+    assert [s.time for s in a.drain_symptoms()] == pytest.approx([s.time for s in b.drain_symptoms()])

@@ -11,6 +11,16 @@ from pydantic import BaseModel, ValidationError
 from protocols.codec import MESSAGE_TYPES, DecodeError, JsonCodec
 from protocols.commands import COMMAND_CATALOG, Telecommand, UnknownCommand, parse_command_args
 from protocols.events import RejectionCode
+from protocols.faults import (
+    CATALOGUE,
+    THERMAL_COMPONENTS,
+    ActiveFault,
+    FaultAction,
+    FaultKind,
+    FaultRequest,
+    FaultSpec,
+    TargetItem,
+)
 from protocols.nodes import Node, Side
 from protocols.topics import Channel, TopicError, Topics, parse_node_topic
 from protocols.verification import Stage, VerificationReport
@@ -30,13 +40,40 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
     return st.from_type(annotation)
 
 
+def fault_specs() -> st.SearchStrategy[FaultSpec]:
+    """Valid fault specs of every kind: a target of the right form, parameters within their ranges."""
+    items = {TargetItem.NONE: None, TargetItem.JOINT: "elbow", TargetItem.PARAMETER: "torque_nm",
+             TargetItem.DIRECTION: "down"}
+
+    def of_kind(kind: FaultKind) -> st.SearchStrategy[FaultSpec]:
+        entry = CATALOGUE[kind]
+        node = entry.nodes[0]
+        item = THERMAL_COMPONENTS[node][0] if entry.item is TargetItem.COMPONENT else items[entry.item]
+        target = str(node) if item is None else f"{node}.{item}"
+        built = (st.builds(entry.params, rate_c_per_h=st.floats(1, 2000) | st.floats(-2000, -1))
+                 if kind is FaultKind.THERMAL_DRIFT else st.builds(entry.params))
+        params = built.map(lambda p: p.model_dump(exclude_none=True))
+        return st.builds(FaultSpec, kind=st.just(kind), target=st.just(target), params=params,
+                         label=st.text(max_size=10), duration=st.one_of(st.none(), st.floats(1, 1e6)))
+
+    return st.sampled_from(list(FaultKind)).flatmap(of_kind)
+
+
 def message_strategy(model: type[BaseModel]) -> st.SearchStrategy[BaseModel]:
     fields: dict[str, st.SearchStrategy[Any]] = {}
     for name, info in model.model_fields.items():
         if name == "schema_name":
             continue
         annotation = info.annotation
-        if name in {"data", "args"}:
+        if name == "spec":
+            fields[name] = fault_specs()
+        elif name == "faults":
+            fields[name] = st.lists(st.builds(ActiveFault, params=st.dictionaries(TEXT, SCALAR, max_size=3),
+                                              since=st.one_of(st.none(), FINITE),
+                                              clears_at=st.one_of(st.none(), FINITE)), max_size=3)
+        elif name == "missing":
+            fields[name] = st.lists(TEXT, max_size=3).map(tuple)
+        elif name in {"data", "args", "params"}:
             fields[name] = st.dictionaries(TEXT, SCALAR, max_size=4)
         elif name == "backends":
             fields[name] = st.dictionaries(TEXT, TEXT, max_size=3)
@@ -60,6 +97,12 @@ def message_strategy(model: type[BaseModel]) -> st.SearchStrategy[BaseModel]:
             fields[name] = st.integers(0, 2**40)
         else:
             fields[name] = st.from_type(annotation)
+    if model is FaultRequest:  # what an action needs: a spec to inject, an id to clear
+        return st.one_of(
+            st.builds(model, **{**fields, "action": st.just(FaultAction.INJECT)}),
+            st.builds(model, **{**fields, "action": st.just(FaultAction.CLEAR),
+                                "fault_id": st.text(min_size=1, max_size=20)}),
+            st.builds(model, **{**fields, "action": st.just(FaultAction.CLEAR_ALL)}))
     return st.builds(model, **fields)
 
 
