@@ -22,7 +22,7 @@ from rich.table import Table
 
 from benchmarks import baseline, pipeline, profile, rehearsal, side_by_side
 from benchmarks.harness import private_broker
-from services.runtime.logging import configure_logging
+from lunar_gs.services.runtime.logging import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 SECTIONS = ("baseline", "pipeline", "rehearsal", "side_by_side")

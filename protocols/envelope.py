@@ -5,7 +5,7 @@ from typing import Annotated
 from annotated_types import Ge
 from pydantic import BaseModel, ConfigDict
 
-from protocols.nodes import Node
+from lunar_gs.protocols.nodes import Node
 
 SCHEMA_VERSION = 1
 

@@ -9,12 +9,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from protocols.nodes import Node
-from protocols.topics import TopicError, validate_mission
-from services.mission import DEFAULT_MISSION_FILE, SEEDS_DIR, load_mission
-from services.runtime.logging import configure_logging
-from services.runtime.settings import RuntimeSettings
-from services.seeds import SeedError
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.topics import TopicError, validate_mission
+from lunar_gs.services.mission import DEFAULT_MISSION_FILE, SEEDS_DIR, load_mission
+from lunar_gs.services.runtime.logging import configure_logging
+from lunar_gs.services.runtime.settings import RuntimeSettings
+from lunar_gs.services.seeds import SeedError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 fault_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -48,7 +48,7 @@ def run(
         help="ground control only: send the drill's expected responses as a trainee would")] = False,
 ) -> None:
     """Run one service as its own process against any broker."""
-    from services.composition import ServiceOptions, run_service
+    from lunar_gs.services.composition import ServiceOptions, run_service
 
     settings = RuntimeSettings()
     configure_logging(log_level or settings.log_level, json=settings.log_json)
@@ -56,7 +56,7 @@ def run(
         mission_name = validate_mission(mission or settings.mission)
         profile = load_mission(mission_file)
         if scenario is not None:
-            from services.ground_control.scenario import load_scenario
+            from lunar_gs.services.ground_control.scenario import load_scenario
 
             load_scenario(scenario)
     except (SeedError, TopicError) as exc:
@@ -87,7 +87,7 @@ def rehearse(
         help="send a drill's expected responses as a trainee would (symptom + reaction time)")] = False,
 ) -> None:
     """Run a whole rehearsal: broker, the services as processes, the scenario, the report and debrief."""
-    from services.rehearsal import Rehearsal
+    from lunar_gs.services.rehearsal import Rehearsal
 
     configure_logging("warning", json=False)
 
@@ -109,8 +109,8 @@ def check(
 ) -> None:
     """Validate seed files; errors name the file and line. Drills are also checked for what would spoil
     them: a fault nothing could reveal, a trigger that can never fire, faults that conflict."""
-    from services.drill_check import check_drill
-    from services.ground_control.scenario import load_scenario
+    from lunar_gs.services.drill_check import check_drill
+    from lunar_gs.services.ground_control.scenario import load_scenario
 
     failed = False
     profile = load_mission(mission_file)
@@ -136,7 +136,7 @@ def check(
 def debrief(report_dir: Annotated[Path, typer.Argument(help="a rehearsal's report folder")]) -> None:
     """Debrief a rehearsal: each fault's ground truth beside what operators saw and did, objectives, and a
     timeline plot (writes debrief.md, timeline.png and the `faults` key of report.json)."""
-    from services.debrief import debrief_command
+    from lunar_gs.services.debrief import debrief_command
 
     raise typer.Exit(debrief_command(report_dir, Console()))
 
@@ -165,7 +165,7 @@ def fault_list() -> None:
     """The fault catalogue: kinds, targets, parameters with their ranges, and the responses that help."""
     from rich.table import Table
 
-    from protocols.faults import CATALOGUE, describe_params, target_form
+    from lunar_gs.protocols.faults import CATALOGUE, describe_params, target_form
 
     table = Table(title="fault catalogue", show_lines=True)
     for column in ("kind", "layer", "target", "parameters", "recovered by", "made worse by"):
@@ -195,9 +195,9 @@ def fault_inject(
     broker: BrokerOption = None,
 ) -> None:
     """Inject a fault into a running rehearsal; prints its id."""
-    from protocols.faults import FaultAction
-    from services.fault_client import NoAnswer, send_request
-    from services.fault_options import FaultOptionError, spec_from_options
+    from lunar_gs.protocols.faults import FaultAction
+    from lunar_gs.services.fault_client import NoAnswer, send_request
+    from lunar_gs.services.fault_options import FaultOptionError, spec_from_options
 
     name, url = _where(mission, broker)
     try:
@@ -223,8 +223,8 @@ def fault_clear(
     broker: BrokerOption = None,
 ) -> None:
     """Clear an armed or active fault (or all of them)."""
-    from protocols.faults import FaultAction
-    from services.fault_client import NoAnswer, read_active, send_request
+    from lunar_gs.protocols.faults import FaultAction
+    from lunar_gs.services.fault_client import NoAnswer, read_active, send_request
 
     name, url = _where(mission, broker)
     try:
@@ -244,7 +244,7 @@ def fault_active(mission: MissionOption = None, broker: BrokerOption = None) -> 
     """Faults armed and active now (the instructor's view)."""
     from rich.table import Table
 
-    from services.fault_client import NoAnswer, read_active
+    from lunar_gs.services.fault_client import NoAnswer, read_active
 
     name, url = _where(mission, broker)
     try:
@@ -265,7 +265,7 @@ def fault_schema() -> None:
     """The JSON schema of a fault request (what any MQTT client publishes on sys/fault/request)."""
     import json
 
-    from protocols.faults import FaultRequest
+    from lunar_gs.protocols.faults import FaultRequest
 
     print(json.dumps(FaultRequest.model_json_schema(), indent=2))
 

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from protocols.faults import FaultKind, FaultSpec
-from services.ground_control.scenario import _parse_duration, _parse_mission_time
+from lunar_gs.protocols.faults import FaultKind, FaultSpec
+from lunar_gs.services.ground_control.scenario import _parse_duration, _parse_mission_time
 
 _CONDITION = re.compile(r"^\s*([A-Za-z0-9-]+)\.([A-Za-z0-9_]+)\s*(==|!=|<=|>=|<|>)\s*(.+?)\s*$")
 

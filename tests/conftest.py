@@ -9,7 +9,7 @@ from typing import Protocol
 
 import pytest
 
-from services.runtime.broker import EmbeddedBrokerProcess, MosquittoProcess, mosquitto_binary
+from lunar_gs.services.runtime.broker import EmbeddedBrokerProcess, MosquittoProcess, mosquitto_binary
 
 
 class BrokerLike(Protocol):

@@ -34,10 +34,10 @@ from pydantic import (
     model_validator,
 )
 
-from protocols.commands import ArgValue, UnknownCommand, describe_validation_error, parse_command_args
-from protocols.faults import FaultSpec
-from protocols.nodes import Node
-from services.seeds import load_yaml_model
+from lunar_gs.protocols.commands import ArgValue, UnknownCommand, describe_validation_error, parse_command_args
+from lunar_gs.protocols.faults import FaultSpec
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.seeds import load_yaml_model
 
 _DURATION = re.compile(r"^(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
 _MISSION_TIME = re.compile(r"^T\+(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")

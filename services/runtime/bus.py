@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 import structlog
 
-from services.runtime.logging import get_logger
+from lunar_gs.services.runtime.logging import get_logger
 
 DEFAULT_PORT: Final = 1883
 MAX_PAYLOAD_BYTES: Final = 268_435_455  # the MQTT limit (remaining length)

@@ -1,0 +1,153 @@
+"""Telecommands: one envelope for all, and a catalogue of each node's commands with typed arguments.
+
+The envelope is decoded first, so that a command with bad arguments can still be answered with an
+acceptance failure carrying its request id; the arguments are then checked against the catalogue.
+"""
+
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Le, MaxLen, MinLen
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lunar_gs.protocols.envelope import Envelope
+from lunar_gs.protocols.nodes import Node
+
+ArgValue = str | int | float | bool
+
+
+class Telecommand(Envelope):
+    """A command to one node. `expires_at` (simulated Unix seconds) lets the relay drop a command that
+    waited out a visibility gap for too long; None means it waits for the next window however long."""
+
+    schema_name: Literal["tc"] = "tc"
+    request_id: Annotated[str, MinLen(1), MaxLen(64)]
+    target: Node
+    command: Annotated[str, MinLen(1), MaxLen(64)]
+    args: dict[str, ArgValue] = {}
+    expires_at: float | None = None
+
+
+class CommandArgs(BaseModel):
+    """Base of every command's arguments: unknown arguments are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class NoArgs(CommandArgs):
+    pass
+
+
+class DrillToDepth(CommandArgs):
+    target_depth_m: Annotated[float, Ge(0.05), Le(2.5)]
+    rpm: Annotated[float, Ge(30.0), Le(300.0)] = 120.0
+    percussion: bool = False
+
+
+class SetPercussion(CommandArgs):
+    enabled: bool
+
+
+class SampleSites(CommandArgs):
+    sites: Annotated[int, Ge(1), Le(12)] = 10
+    scoop_depth_cm: Annotated[float, Ge(1.0), Le(5.0)] = 3.0
+
+
+class Ignite(CommandArgs):
+    target_perilune_km: Annotated[float, Ge(10.0), Le(60.0)] = 15.0
+    target_apolune_km: Annotated[float, Ge(60.0), Le(400.0)] = 180.0
+
+
+class Retract(CommandArgs):
+    distance_m: Annotated[float, Ge(0.005), Le(0.5)] = 0.05
+
+
+Joint = Literal["shoulder_yaw", "shoulder_pitch", "elbow", "wrist", "scoop"]
+
+
+class SwitchEncoder(CommandArgs):
+    joint: Joint
+    unit: Literal["primary", "redundant"] = "redundant"
+
+
+class JointArg(CommandArgs):
+    joint: Joint
+
+
+class SetHeaters(CommandArgs):
+    enabled: bool
+
+
+class Retarget(CommandArgs):
+    """A new insertion target during the burn: a lower apolune needs less propellant."""
+
+    target_perilune_km: Annotated[float, Ge(10.0), Le(60.0)] = 15.0
+    target_apolune_km: Annotated[float, Ge(30.0), Le(400.0)] = 100.0
+
+
+class OrbitAdjust(CommandArgs):
+    perilune_km: Annotated[float, Ge(10.0), Le(400.0)]
+    apolune_km: Annotated[float, Ge(10.0), Le(400.0)]
+
+
+COMMAND_CATALOG: dict[Node, dict[str, type[CommandArgs]]] = {
+    Node.LANDER_DRILL: {
+        "CHECKOUT": NoArgs,
+        "DRILL_TO_DEPTH": DrillToDepth,
+        "SET_PERCUSSION": SetPercussion,
+        "STOP": NoArgs,
+        "STOW_CORE": NoArgs,
+        "RETRACT": Retract,
+        "RESET_PROTECTION": NoArgs,
+    },
+    Node.LANDER_ARM: {
+        "CHECKOUT": NoArgs,
+        "SAMPLE_SITES": SampleSites,
+        "SEAL_CONTAINER": NoArgs,
+        "TRANSFER_CONTAINER": NoArgs,
+        "DEPLOY_FLAG": NoArgs,
+        "STOW": NoArgs,
+        "SWITCH_ENCODER": SwitchEncoder,
+        "RESET_JOINT": JointArg,
+        "CLEAR_SCOOP": NoArgs,
+        "SET_HEATERS": SetHeaters,
+    },
+    Node.ASCENT_VEHICLE: {
+        "CHECKOUT": NoArgs,
+        "ARM": NoArgs,
+        "IGNITE": Ignite,
+        "ORBIT_ADJUST": OrbitAdjust,
+        "START_APPROACH": NoArgs,
+        "TRANSFER_SAMPLE": NoArgs,
+        "RETARGET": Retarget,
+    },
+    Node.RELAY_SATELLITE: {},
+    Node.GROUND_CONTROL: {},
+    Node.INSTRUCTOR: {},
+}
+
+
+class UnknownCommand(LookupError):
+    pass
+
+
+def parse_command_args(node: Node, command: str, args: dict[str, ArgValue]) -> CommandArgs:
+    """Validate a command's arguments against the catalogue.
+
+    Raises UnknownCommand for a command the node does not have, and pydantic's ValidationError for
+    arguments out of range, of the wrong type, missing or unexpected.
+    """
+    try:
+        model = COMMAND_CATALOG[node][command]
+    except KeyError:
+        known = ", ".join(sorted(COMMAND_CATALOG.get(node, {}))) or "none"
+        raise UnknownCommand(f"{node} has no command {command!r} (known: {known})") from None
+    return model.model_validate(args)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the field: what an operator reads in a failure report."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,136 @@
+"""Housekeeping telemetry, one packet model per node (packet name `hk`)."""
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Le, MaxLen
+from pydantic import BaseModel, ConfigDict
+
+from lunar_gs.protocols.envelope import Envelope, NonNegative
+
+Percent = Annotated[float, Ge(0.0), Le(100.0)]
+
+
+class HousekeepingBase(Envelope):
+    """Fields every housekeeping packet has besides its measurements."""
+
+    missing: Annotated[tuple[str, ...], MaxLen(64)] = ()
+    """Parameters whose sensor gave no reading in this sample (their value is the last good one and
+    must not be trusted): a validity flag, as real TM carries."""
+
+
+class DrillMode(StrEnum):
+    IDLE = "idle"
+    DRILLING = "drilling"
+    STOWING = "stowing"
+    STOWED = "stowed"
+    TRIPPED = "tripped"
+    RETRACTING = "retracting"
+
+
+class DrillHousekeeping(HousekeepingBase):
+    schema_name: Literal["tm.lander-drill.hk"] = "tm.lander-drill.hk"
+    mode: DrillMode
+    depth_m: NonNegative
+    target_depth_m: NonNegative
+    rpm: NonNegative
+    torque_nm: float
+    motor_current_a: NonNegative
+    power_w: NonNegative = 0.0
+    """Electrical power drawn from the lander bus."""
+    penetration_rate_mm_min: NonNegative
+    percussion: bool
+    bit_temperature_c: float
+    core_mass_g: NonNegative
+    material: str
+    motor_temperature_c: float
+
+
+class JointState(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str
+    angle_deg: float
+    torque_nm: float
+    current_a: NonNegative
+    encoder: Literal["primary", "redundant"] = "primary"
+
+
+class ArmMode(StrEnum):
+    STOWED = "stowed"
+    SAMPLING = "sampling"
+    IDLE = "idle"
+    FAULT = "fault"
+
+
+class ArmHousekeeping(HousekeepingBase):
+    """The robotic arm and the lander platform it serves: sample container, seal, flag, and the lander's
+    power and thermal state (battery, bus, heaters)."""
+
+    schema_name: Literal["tm.lander-arm.hk"] = "tm.lander-arm.hk"
+    mode: ArmMode
+    joints: Annotated[tuple[JointState, ...], MaxLen(8)]
+    scoop_phase: str
+    scoops_done: Annotated[int, Ge(0)]
+    scoop_mass_g: NonNegative
+    container_mass_g: NonNegative
+    container_sealed: bool
+    seal_pressure_kpa: NonNegative
+    container_on_ascender: bool
+    flag_deployed: bool
+    battery_soc_percent: Percent
+    bus_voltage_v: NonNegative
+    battery_current_a: float
+    """Positive while discharging."""
+    load_w: NonNegative
+    heaters_on: bool
+    battery_temperature_c: float
+    arm_motor_temperature_c: float
+
+
+class AscentMode(StrEnum):
+    ON_LANDER = "on_lander"
+    ARMED = "armed"
+    POWERED_ASCENT = "powered_ascent"
+    ORBIT = "orbit"
+    APPROACH = "approach"
+    DOCKED = "docked"
+    TRANSFERRED = "transferred"
+    BALLISTIC = "ballistic"
+    """Engine cut off short of orbit: falling back."""
+    CRASHED = "crashed"
+
+
+class AscentHousekeeping(HousekeepingBase):
+    schema_name: Literal["tm.ascent-vehicle.hk"] = "tm.ascent-vehicle.hk"
+    mode: AscentMode
+    thrust_n: NonNegative
+    chamber_pressure_mpa: NonNegative
+    propellant_kg: NonNegative
+    mass_kg: NonNegative
+    altitude_km: float
+    velocity_mps: NonNegative
+    vertical_velocity_mps: float
+    pitch_deg: float
+    perilune_km: float
+    apolune_km: float
+    range_km: NonNegative
+    closing_rate_mps: float
+    sample_mass_g: NonNegative
+
+
+class RelayHousekeeping(HousekeepingBase):
+    schema_name: Literal["tm.relay-satellite.hk"] = "tm.relay-satellite.hk"
+    far_side_visible: bool
+    one_way_delay_s: NonNegative
+    stored_messages: Annotated[int, Ge(0)]
+    forwarded_to_ground: Annotated[int, Ge(0)]
+    forwarded_to_space: Annotated[int, Ge(0)]
+    expired_commands: Annotated[int, Ge(0)]
+    dropped_messages: Annotated[int, Ge(0)]
+    storage_used: Percent
+    corrupted_frames: Annotated[int, Ge(0)] = 0
+    """Frames whose CRC-16 failed at the receiving end of the space link (counted, then dropped)."""
+
+
+Housekeeping = DrillHousekeeping | ArmHousekeeping | AscentHousekeeping | RelayHousekeeping

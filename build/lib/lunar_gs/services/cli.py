@@ -1,0 +1,274 @@
+"""The `lunar-gs` command line: run one service, run a whole rehearsal, check seed files, inject faults,
+debrief a rehearsal."""
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.topics import TopicError, validate_mission
+from lunar_gs.services.mission import DEFAULT_MISSION_FILE, SEEDS_DIR, load_mission
+from lunar_gs.services.runtime.logging import configure_logging
+from lunar_gs.services.runtime.settings import RuntimeSettings
+from lunar_gs.services.seeds import SeedError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+fault_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                        help="Inject and clear faults while a rehearsal runs (through the instructor service).")
+app.add_typer(fault_app, name="fault")
+console = Console(stderr=True)
+
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    service: Annotated[Node, typer.Argument(help="which service to run")],
+    mission: Annotated[str | None, typer.Option(help="mission name (topic namespace) [env LUNAR_GS_MISSION]")] = None,
+    broker: Annotated[str | None, typer.Option(help="broker URL mqtt://host:port [env LUNAR_GS_BROKER]")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the device models' randomness")] = 1,
+    rate: Annotated[float, typer.Option(min=0.001, help="clock rate (ground control starts the clock)")] = 100.0,
+    scenario: Annotated[Path | None, typer.Option(help="ground control only: run this scenario, then exit")] = None,
+    report: Annotated[Path | None, typer.Option(help="ground control only: report and archive folder")] = None,
+    mission_file: Annotated[Path, typer.Option(help="mission profile")] = DEFAULT_MISSION_FILE,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    broker_label: Annotated[str, typer.Option(hidden=True, help="how the report names the broker")] = "",
+    state_dir: Annotated[Path | None, typer.Option(
+        help="keep device state here and resume from it after a crash (use a fresh folder per run)")] = None,
+    autopilot: Annotated[bool, typer.Option(
+        help="ground control only: send the drill's expected responses as a trainee would")] = False,
+) -> None:
+    """Run one service as its own process against any broker."""
+    from lunar_gs.services.composition import ServiceOptions, run_service
+
+    settings = RuntimeSettings()
+    configure_logging(log_level or settings.log_level, json=settings.log_json)
+    try:
+        mission_name = validate_mission(mission or settings.mission)
+        profile = load_mission(mission_file)
+        if scenario is not None:
+            from lunar_gs.services.ground_control.scenario import load_scenario
+
+            load_scenario(scenario)
+    except (SeedError, TopicError) as exc:
+        _fail(str(exc))
+    broker_url = broker or settings.broker or DEFAULT_BROKER
+    if broker_url == "embedded":
+        _fail("a single service needs a broker URL; `lunar-gs rehearse --broker embedded` starts one")
+    options = ServiceOptions(
+        node=service, broker_url=broker_url, mission=mission_name, profile=profile, seed=seed, rate=rate,
+        codec=settings.codec, scenario=scenario,
+        report_dir=report or settings.data_dir / mission_name, broker_label=broker_label, state_dir=state_dir,
+        autopilot=autopilot,
+    )
+    raise typer.Exit(asyncio.run(run_service(options)))
+
+
+@app.command()
+def rehearse(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML")] = SEEDS_DIR / "nominal.yaml",
+    rate: Annotated[float, typer.Option(min=0.001, help="simulated seconds per wall second while active")] = 500.0,
+    seed: Annotated[int, typer.Option(help="seed of the device models' randomness")] = 1,
+    broker: Annotated[str | None, typer.Option(
+        help="URL of a broker to use, or 'embedded'; default: a private mosquitto, else embedded")] = None,
+    report: Annotated[Path | None, typer.Option(help="report folder (default reports/<mission>)")] = None,
+    mission: Annotated[str | None, typer.Option(help="mission name (default: unique per rehearsal)")] = None,
+    mission_file: Annotated[Path, typer.Option(help="mission profile")] = DEFAULT_MISSION_FILE,
+    autopilot: Annotated[bool, typer.Option(
+        help="send a drill's expected responses as a trainee would (symptom + reaction time)")] = False,
+) -> None:
+    """Run a whole rehearsal: broker, the services as processes, the scenario, the report and debrief."""
+    from lunar_gs.services.rehearsal import Rehearsal
+
+    configure_logging("warning", json=False)
+
+    settings = RuntimeSettings()
+    try:
+        rehearsal = Rehearsal.prepare(
+            scenario=scenario, mission_file=mission_file, rate=rate, seed=seed,
+            broker=broker or settings.broker, mission=mission, report_dir=report, autopilot=autopilot,
+        )
+    except (SeedError, TopicError, ValueError) as exc:
+        _fail(str(exc))
+    raise typer.Exit(asyncio.run(rehearsal.run(Console())))
+
+
+@app.command()
+def check(
+    files: Annotated[list[Path], typer.Argument(help="scenario or mission YAML files")],
+    mission_file: Annotated[Path, typer.Option(help="mission profile drills are checked against")] = DEFAULT_MISSION_FILE,
+) -> None:
+    """Validate seed files; errors name the file and line. Drills are also checked for what would spoil
+    them: a fault nothing could reveal, a trigger that can never fire, faults that conflict."""
+    from lunar_gs.services.drill_check import check_drill
+    from lunar_gs.services.ground_control.scenario import load_scenario
+
+    failed = False
+    profile = load_mission(mission_file)
+    for path in files:
+        try:
+            if "phases" in path.read_text(encoding="utf-8", errors="replace"):
+                problems = check_drill(path, load_scenario(path), profile)
+                for problem in problems:
+                    console.print(f"[bold red]error:[/] {problem}")
+                if problems:
+                    failed = True
+                    continue
+            else:
+                load_mission(path)
+            console.print(f"[green]ok[/] {path}")
+        except (SeedError, OSError) as exc:
+            failed = True
+            console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def debrief(report_dir: Annotated[Path, typer.Argument(help="a rehearsal's report folder")]) -> None:
+    """Debrief a rehearsal: each fault's ground truth beside what operators saw and did, objectives, and a
+    timeline plot (writes debrief.md, timeline.png and the `faults` key of report.json)."""
+    from lunar_gs.services.debrief import debrief_command
+
+    raise typer.Exit(debrief_command(report_dir, Console()))
+
+
+# -- faults ---------------------------------------------------------------------------------------------
+
+MissionOption = Annotated[str | None, typer.Option(help="mission name [env LUNAR_GS_MISSION]")]
+BrokerOption = Annotated[str | None, typer.Option(help="broker URL mqtt://host:port [env LUNAR_GS_BROKER]")]
+
+
+def _where(mission: str | None, broker: str | None) -> tuple[str, str]:
+    settings = RuntimeSettings()
+    configure_logging("warning", json=False)  # stdout carries the answer (a fault id) and nothing else
+    try:
+        name = validate_mission(mission or settings.mission)
+    except TopicError as exc:
+        _fail(str(exc))
+    url = broker or settings.broker or DEFAULT_BROKER
+    if url == "embedded":
+        _fail("give the URL of the rehearsal's broker (`lunar-gs rehearse` prints it)")
+    return name, url
+
+
+@fault_app.command("list")
+def fault_list() -> None:
+    """The fault catalogue: kinds, targets, parameters with their ranges, and the responses that help."""
+    from rich.table import Table
+
+    from lunar_gs.protocols.faults import CATALOGUE, describe_params, target_form
+
+    table = Table(title="fault catalogue", show_lines=True)
+    for column in ("kind", "layer", "target", "parameters", "recovered by", "made worse by"):
+        table.add_column(column, overflow="fold")
+    for kind, entry in CATALOGUE.items():
+        table.add_row(str(kind), str(entry.layer) + (" (permanent)" if entry.permanent else ""),
+                      target_form(kind), describe_params(kind) or "-", ", ".join(entry.recovers) or "-",
+                      ", ".join(entry.worsens) or "-")
+    Console(width=max(Console().width, 160)).print(table)
+
+
+@fault_app.command("inject")
+def fault_inject(
+    kind: Annotated[str, typer.Argument(help="a kind from `lunar-gs fault list`, e.g. drill.stall")],
+    target: Annotated[str, typer.Option(help="NODE or NODE.ITEM, e.g. lander-arm.elbow")],
+    param: Annotated[list[str] | None, typer.Option(help="a parameter as k=v (repeatable)")] = None,
+    duration: Annotated[str | None, typer.Option(help="clears itself after this long (seconds or H:MM:SS)")] = None,
+    at: Annotated[str | None, typer.Option(help="mission time T+H:MM:SS")] = None,
+    after: Annotated[str | None, typer.Option(help="this long after now (seconds or H:MM:SS)")] = None,
+    when: Annotated[str | None, typer.Option(help="a TM condition, e.g. 'lander-drill.depth_m>=0.9'")] = None,
+    when_event: Annotated[str | None, typer.Option(help="an event, e.g. 'lander-drill:over_torque'")] = None,
+    phase: Annotated[str | None, typer.Option(help="at the start of this scenario phase")] = None,
+    before_los: Annotated[str | None, typer.Option(help="this long before the next relay loss of signal")] = None,
+    probability: Annotated[float | None, typer.Option(help="chance it goes in, drawn from the run's seed")] = None,
+    label: Annotated[str, typer.Option(help="a name for clearing it and for the debrief")] = "",
+    mission: MissionOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Inject a fault into a running rehearsal; prints its id."""
+    from lunar_gs.protocols.faults import FaultAction
+    from lunar_gs.services.fault_client import NoAnswer, send_request
+    from lunar_gs.services.fault_options import FaultOptionError, spec_from_options
+
+    name, url = _where(mission, broker)
+    try:
+        spec = spec_from_options(kind, target, param or [], duration=duration, at=at, after=after, when=when,
+                                 when_event=when_event, phase=phase, before_los=before_los,
+                                 probability=probability, label=label)
+    except FaultOptionError as exc:
+        _fail(str(exc))
+    try:
+        record = asyncio.run(send_request(url, name, FaultAction.INJECT, spec=spec))
+    except (NoAnswer, TimeoutError, ValueError) as exc:
+        _fail(str(exc), code=3)
+    assert record is not None
+    if record.entry != "accepted":
+        _fail(f"rejected: {record.detail}", code=1)
+    print(record.fault_id)
+
+
+@fault_app.command("clear")
+def fault_clear(
+    fault_id: Annotated[str, typer.Argument(help="a fault id (or label), or 'all'")],
+    mission: MissionOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Clear an armed or active fault (or all of them)."""
+    from lunar_gs.protocols.faults import FaultAction
+    from lunar_gs.services.fault_client import NoAnswer, read_active, send_request
+
+    name, url = _where(mission, broker)
+    try:
+        if fault_id != "all":
+            known = asyncio.run(read_active(url, name))
+            if not any(fault_id in (f.fault_id, f.label) for f in known.faults):
+                _fail(f"no armed or active fault {fault_id!r} in mission {name}", code=1)
+        action = FaultAction.CLEAR_ALL if fault_id == "all" else FaultAction.CLEAR
+        asyncio.run(send_request(url, name, action, fault_id=None if fault_id == "all" else fault_id))
+    except (NoAnswer, TimeoutError, ValueError) as exc:
+        _fail(str(exc), code=3)
+    console.print(f"clear of {fault_id} sent")
+
+
+@fault_app.command("active")
+def fault_active(mission: MissionOption = None, broker: BrokerOption = None) -> None:
+    """Faults armed and active now (the instructor's view)."""
+    from rich.table import Table
+
+    from lunar_gs.services.fault_client import NoAnswer, read_active
+
+    name, url = _where(mission, broker)
+    try:
+        active = asyncio.run(read_active(url, name))
+    except (NoAnswer, TimeoutError, ValueError) as exc:
+        _fail(str(exc), code=3)
+    table = Table(title=f"faults of {name}")
+    for column in ("id", "label", "kind", "target", "state", "trigger", "params"):
+        table.add_column(column)
+    for f in active.faults:
+        table.add_row(f.fault_id, f.label, str(f.kind), f.target, f.state, f.trigger,
+                      ", ".join(f"{k}={v}" for k, v in f.params.items()))
+    Console().print(table)
+
+
+@fault_app.command("schema")
+def fault_schema() -> None:
+    """The JSON schema of a fault request (what any MQTT client publishes on sys/fault/request)."""
+    import json
+
+    from lunar_gs.protocols.faults import FaultRequest
+
+    print(json.dumps(FaultRequest.model_json_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(app())

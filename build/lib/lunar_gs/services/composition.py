@@ -1,0 +1,202 @@
+"""The composition root of one service process: devices from the mission profile, runtime, service.
+
+Everything below receives what it needs as arguments; only this module decides which HAL backend,
+bus, clock and archive a service gets.
+"""
+
+import asyncio
+import contextlib
+import signal
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from lunar_gs.hardware_sim.backends import build_device
+from lunar_gs.hardware_sim.hal import Device
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.system import ScenarioProgress, ScenarioState
+from lunar_gs.protocols.topics import Topics
+from lunar_gs.services.ascent_vehicle import AscentVehicleNode
+from lunar_gs.services.device_node import DeviceNode
+from lunar_gs.services.ground_control.archive import Archive
+from lunar_gs.services.ground_control.report import write_report
+from lunar_gs.services.ground_control.scenario import Phase, Scenario, load_scenario
+from lunar_gs.services.ground_control.scenario_runner import ScenarioRunner
+from lunar_gs.services.ground_control.service import GroundControl
+from lunar_gs.services.instructor import Instructor
+from lunar_gs.services.lander_arm import LanderArmNode
+from lunar_gs.services.lander_drill import LanderDrillNode
+from lunar_gs.services.mission import MissionProfile
+from lunar_gs.services.relay_satellite import RelaySatellite
+from lunar_gs.services.runtime.persistence import StateFile
+from lunar_gs.services.runtime.service import ServiceRuntime
+from lunar_gs.services.scenario_setup import apply_initial_conditions
+
+DEVICES_OF: dict[Node, tuple[str, ...]] = {
+    Node.LANDER_DRILL: ("drill",),
+    Node.LANDER_ARM: ("arm", "container", "flag", "power"),
+    Node.ASCENT_VEHICLE: ("ascent",),
+    Node.RELAY_SATELLITE: ("relay",),
+    Node.GROUND_CONTROL: (),
+    Node.INSTRUCTOR: (),
+}
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    node: Node
+    broker_url: str
+    mission: str
+    profile: MissionProfile
+    seed: int = 1
+    rate: float = 100.0
+    codec: str = "json"
+    scenario: Path | None = None
+    report_dir: Path = Path("reports")
+    broker_label: str = ""
+    state_dir: Path | None = None
+    """Where a device service keeps its state, to resume after a crash; None keeps nothing."""
+    autopilot: bool = False
+    """Ground control only: send a drill's expected responses as a trainee would."""
+
+
+def build_devices(options: ServiceOptions, start_time: float, scenario: Scenario | None = None
+                  ) -> dict[str, Device]:
+    """The node's devices from the mission profile, brought to the scenario's initial conditions."""
+    devices = {}
+    for kind in DEVICES_OF[options.node]:
+        config = options.profile.devices.get(kind)
+        if config is None:
+            raise ValueError(f"mission profile has no device '{kind}' (needed by {options.node})")
+        seed = options.seed ^ zlib.crc32(kind.encode())
+        devices[kind] = build_device(kind, config.backend, config.params, seed, start_time)
+    if scenario is not None and scenario.initial is not None:
+        apply_initial_conditions(scenario.initial, options.node, devices, start_time)
+    return devices
+
+
+async def run_service(options: ServiceOptions) -> int:
+    """Run one service until SIGTERM/SIGINT (or, for ground control with a scenario, until it ends)."""
+    node = options.node
+    backends = {kind: options.profile.devices[kind].backend for kind in DEVICES_OF[node]}
+    structlog.contextvars.bind_contextvars(mission=options.mission, node=str(node))
+    runtime = ServiceRuntime(
+        node,
+        broker_url=options.broker_url,
+        mission=options.mission,
+        codec=options.codec,
+        backends=backends,
+        event_side=Side.GROUND if node in (Node.GROUND_CONTROL, Node.RELAY_SATELLITE) else Side.SPACE,
+        event_topic=Topics(options.mission).sys_events(node) if node is Node.INSTRUCTOR else None,
+    )
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main.cancel)
+    exit_code = 0
+    # Nodes subscribe before the runtime connects, so they are listening by the time their retained
+    # `online` tells ground control to start. Devices start at the mission epoch and are advanced to
+    # the clock's time on the first tick (a cheap jump while nothing moves).
+    state_file = StateFile(options.state_dir / f"{node}.state") if options.state_dir else None
+    saved = state_file.load() if state_file is not None else None
+    scenario = load_scenario(options.scenario) if options.scenario is not None else None
+    try:
+        if node is Node.GROUND_CONTROL:
+            async with runtime:
+                exit_code = await _ground_control(runtime, options, state_file, saved)
+        elif node is Node.INSTRUCTOR:
+            instructor = Instructor(runtime, options.profile, seed=options.seed,
+                                    truth_path=options.report_dir / "truth.jsonl",
+                                    scenario_faults=list(scenario.faults) if scenario else [])
+            instructor.state_file = state_file
+            if saved:
+                instructor.resume(saved)
+            async with runtime:
+                await instructor.run()
+        else:
+            devices = saved["devices"] if saved else build_devices(options, options.profile.epoch, scenario)
+            service = _build_node(runtime, options, devices)
+            service.state_file = state_file
+            if saved:
+                service.resume(saved)
+            async with runtime:
+                await service.run()
+    except asyncio.CancelledError:
+        runtime.log.info("service_stopped")
+    return exit_code
+
+
+def _build_node(runtime: ServiceRuntime, options: ServiceOptions, devices: dict[str, Device]
+                ) -> DeviceNode | RelaySatellite:
+    timing = options.profile.timing
+    match options.node:
+        case Node.LANDER_DRILL:
+            return LanderDrillNode(runtime, devices["drill"], timing)  # type: ignore[arg-type]
+        case Node.LANDER_ARM:
+            return LanderArmNode(runtime, devices["arm"], devices["container"],  # type: ignore[arg-type]
+                                 devices["flag"], devices["power"], timing)  # type: ignore[arg-type]
+        case Node.ASCENT_VEHICLE:
+            return AscentVehicleNode(runtime, devices["ascent"], timing)  # type: ignore[arg-type]
+        case Node.RELAY_SATELLITE:
+            return RelaySatellite(runtime, devices["relay"], timing)  # type: ignore[arg-type]
+    raise ValueError(f"{options.node} is not a device node")
+
+
+async def _ground_control(runtime: ServiceRuntime, options: ServiceOptions, state_file: StateFile | None,
+                          saved: dict[str, Any] | None) -> int:
+    directory = options.report_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    archive = Archive(directory / "archive.sqlite")
+    gc = GroundControl(runtime, options.profile, archive)
+    gc.state_file = state_file
+    if saved:
+        gc.resume(saved)
+    try:
+        async with asyncio.TaskGroup() as group:
+            housekeeping = group.create_task(gc.run())
+            if options.scenario is None:
+                await gc.start_clock(options.rate)
+                await asyncio.Future()  # serve until stopped
+            code = await _run_scenario(gc, options)
+            housekeeping.cancel()
+            return code
+    finally:
+        archive.close()
+
+
+async def _run_scenario(gc: GroundControl, options: ServiceOptions) -> int:
+    assert options.scenario is not None
+    scenario = load_scenario(options.scenario)
+    runtime = gc.runtime
+    await runtime.bus.wait_connected(timeout=30)
+    with contextlib.suppress(TimeoutError):
+        await gc.wait_until_services_online(timeout_s=60)
+    at = options.profile.epoch + scenario.initial.at if scenario.initial is not None else None
+    await gc.start_clock(options.rate, at=at)
+
+    async def progress(index: int, phase: Phase, step: str) -> None:
+        await gc.publish_progress(runtime.stamp(
+            ScenarioProgress, runtime.topics.scenario, scenario=scenario.name, state=ScenarioState.RUNNING,
+            phase=phase.name, phase_index=index, phase_count=len(scenario.phases), step=step[:300],
+            alarms=len(gc.alarms),
+        ))
+
+    result = await ScenarioRunner(gc, scenario, progress, position=gc.scenario_position,
+                                  autopilot=options.autopilot).run()
+    report = write_report(gc, result, {"seed": options.seed, "rate": options.rate,
+                                       "broker": options.broker_label or options.broker_url,
+                                       "mission": options.mission, "autopilot": options.autopilot,
+                                       "epoch": options.profile.epoch}, options.report_dir)
+    await gc.publish_progress(runtime.stamp(
+        ScenarioProgress, runtime.topics.scenario, scenario=scenario.name,
+        state=ScenarioState.PASSED if report["passed"] else ScenarioState.FAILED,
+        phase_count=len(scenario.phases), phase_index=len(scenario.phases), alarms=len(gc.alarms),
+        report_path=str((options.report_dir / "report.json").resolve())[:1024],
+    ))
+    with contextlib.suppress(TimeoutError):
+        await runtime.bus.flush(timeout=5)
+    return 0 if report["passed"] else 1
