@@ -505,6 +505,8 @@ class FaultVia(StrEnum):
     MQTT = "mqtt"
     CONSOLE = "console"
     CONTINGENCY = "contingency"
+    TEST = "test"
+    """A test written with the test kit (lunar_gs.testing)."""
 
 
 class FaultRequest(Envelope):

@@ -62,3 +62,9 @@ def broker(request: pytest.FixtureRequest) -> BrokerLike:
 def mission() -> str:
     """A mission name unique to this test, so tests sharing a broker never see each other's messages."""
     return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def lunar_broker(mosquitto_session: MosquittoProcess) -> MosquittoProcess:
+    """The test kit's plugin fixture, pointed at the session's private Mosquitto (one broker, not two)."""
+    return mosquitto_session
