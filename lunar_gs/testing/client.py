@@ -72,7 +72,8 @@ class CommandFailed(AssertionError):
 
 @dataclass(frozen=True)
 class Mark:
-    """A point in a client's history: waits given `since=mark` also look at what came after it."""
+    """A point in a client's history: a wait given `since=mark` also counts what was heard after it (its
+    window of mission time still starts when the wait does)."""
 
     index: int
     sim_time: float | None
@@ -89,6 +90,12 @@ class Match:
     @property
     def message(self) -> Message | None:
         return self.heard.message
+
+    @property
+    def mark(self) -> Mark:
+        """A mark at this message, for a later wait to look from (`since=match.mark`)."""
+        stamp = getattr(self.heard.message, "sim_time", None) or self.heard.sim_time
+        return Mark(self.heard.index, stamp)
 
 
 @dataclass(frozen=True)
@@ -274,8 +281,8 @@ class MissionClient:
 
     # -- waits ------------------------------------------------------------------------------------------
     async def wait_for(self, condition: Condition, *, within: Span, since: Mark | None = None) -> Match:
-        """The first message satisfying `condition` within `within` of mission time (from now, or from
-        `since`, whose later history is searched first)."""
+        """The first message satisfying `condition`, waiting up to `within` of mission time from now; with
+        `since` (a mark), what was heard after the mark counts too."""
         condition = condition.fresh()
 
         def settle(sample: Sample) -> bool:
@@ -453,7 +460,7 @@ class MissionClient:
                    until: Condition | None = None) -> Any:
         seconds = span_seconds(window)
         await self.clock.wait_ready(WALL_SLACK_S)
-        start_sim = since.sim_time if since is not None and since.sim_time is not None else self.now()
+        start_sim = self.now()  # `within` is how long to wait from now; `since`, how far back to look
         deadline = start_sim + seconds
         wall_start = time.monotonic()
         watches = [watch]
