@@ -1070,72 +1070,89 @@ class RefusedCommand:
         return replace(self, command=self.command.model_copy(update={"request_id": request_id}))
 
 
-def _argument_defects(model: type[CommandArgs], draw: st.DrawFn, args: dict[str, Any]
-                      ) -> list[tuple[Refusal, Callable[[], str]]]:
-    """Ways to break these arguments, each a refusal and a function that breaks `args` and says how."""
-    ways: list[tuple[Refusal, Callable[[], str]]] = []
+_Breaker = Callable[[st.DrawFn, dict[str, Any]], str]
+"""Breaks a telecommand's arguments in place, drawing what it needs, and says how."""
+
+
+def _argument_breakers(model: type[CommandArgs]) -> list[tuple[Refusal, _Breaker]]:
+    """Every way to break the arguments of one command, read from its argument model."""
     fields = model.model_fields
 
-    def unexpected() -> str:
+    def unexpected(draw: st.DrawFn, args: dict[str, Any]) -> str:
         key = draw(st.text(min_size=1, max_size=12).filter(lambda k: k not in fields))
         args[key] = draw(st.one_of(st.booleans(), st.integers(-9, 9), st.text(max_size=8)))
         return f"unexpected argument {key} = {_short(args[key])}"
 
-    ways.append((Refusal.ARGUMENT_UNEXPECTED, unexpected))
+    def missing(name: str) -> _Breaker:
+        def breaks(draw: st.DrawFn, args: dict[str, Any]) -> str:
+            args.pop(name, None)
+            return f"required argument {name} missing"
+        return breaks
+
+    def out_of_range(name: str, values: st.SearchStrategy[tuple[Any, str]]) -> _Breaker:
+        def breaks(draw: st.DrawFn, args: dict[str, Any]) -> str:
+            args[name], broken = draw(values)
+            return f"{name} = {_short(args[name])}: {broken}"
+        return breaks
+
+    def wrong_type(name: str, kind: str) -> _Breaker:
+        def breaks(draw: st.DrawFn, args: dict[str, Any]) -> str:
+            args[name] = _WRONG_VALUES[kind]
+            return f"{name} = {_short(args[name])}: a {kind} where it takes none"
+        return breaks
+
+    ways: list[tuple[Refusal, _Breaker]] = [(Refusal.ARGUMENT_UNEXPECTED, unexpected)]
     for name, info in fields.items():
         members = _members(info.annotation, tuple(info.metadata))
         if info.is_required():
-            def missing(name: str = name) -> str:
-                args.pop(name, None)
-                return f"required argument {name} missing"
-            ways.append((Refusal.ARGUMENT_MISSING, missing))
-        for annotation, metadata in members:
-            for values in _out_of_range(annotation, metadata):
-                def out(name: str = name, values: st.SearchStrategy[tuple[Any, str]] = values) -> str:
-                    args[name], broken = draw(values)
-                    return f"{name} = {_short(args[name])}: {broken}"
-                ways.append((Refusal.ARGUMENT_OUT_OF_RANGE, out))
+            ways.append((Refusal.ARGUMENT_MISSING, missing(name)))
+        ways += [(Refusal.ARGUMENT_OUT_OF_RANGE, out_of_range(name, values))
+                 for annotation, metadata in members for values in _out_of_range(annotation, metadata)]
         taken = set().union(*(_takes(t) for t, _ in members))
-        for kind in ("string", "bool", "number", "fraction"):  # an argument is a scalar on the wire
-            if kind not in taken:
-                def wrong(name: str = name, kind: str = kind) -> str:
-                    args[name] = _WRONG_VALUES[kind]
-                    return f"{name} = {_short(args[name])}: a {kind} where it takes none"
-                ways.append((Refusal.ARGUMENT_WRONG_TYPE, wrong))
+        ways += [(Refusal.ARGUMENT_WRONG_TYPE, wrong_type(name, kind))
+                 for kind in ("string", "bool", "number", "fraction") if kind not in taken]  # scalars only
+    return ways
+
+
+def _wrong_target(draw: st.DrawFn, valid: Telecommand) -> tuple[Node, str, dict[str, Any], str]:
+    node = draw(st.sampled_from([n for n in _COMMANDED_NODES if n != valid.target]))
+    return node, valid.command, dict(valid.args), f"addressed to {valid.target}, sent to {node}"
+
+
+def _unknown_command(draw: st.DrawFn, valid: Telecommand) -> tuple[Node, str, dict[str, Any], str]:
+    length = _bound(Telecommand.model_fields["command"].metadata, "max_length") or _TEXT_MAX
+    names = st.text(min_size=1, max_size=min(length, _TEXT_MAX))
+    command = draw(names.filter(lambda c: c not in COMMAND_CATALOG[valid.target]))
+    return valid.target, command, dict(valid.args), f"{valid.target} has no command {command!r}"
+
+
+@cache
+def _ways_to_refuse(node: Node, command: str) -> dict[Refusal, list[_Breaker]]:
+    ways: dict[Refusal, list[_Breaker]] = {}
+    for refusal, breaks in _argument_breakers(COMMAND_CATALOG[node][command]):
+        ways.setdefault(refusal, []).append(breaks)
     return ways
 
 
 @st.composite
 def _refused(draw: st.DrawFn, nodes: tuple[Node, ...], refusals: frozenset[Refusal]) -> RefusedCommand:
-    node = draw(st.sampled_from(nodes))
-    valid = draw(telecommands(node))
-    catalogue = COMMAND_CATALOG[node]
-    args: dict[str, Any] = dict(valid.args)
-    ways: list[tuple[Refusal, Callable[[], str]]] = []
-    if Refusal.WRONG_TARGET in refusals and len(_COMMANDED_NODES) > 1:
-        def elsewhere() -> str:
-            nonlocal node
-            node = draw(st.sampled_from([n for n in _COMMANDED_NODES if n != valid.target]))
-            return f"addressed to {valid.target}, sent to {node}"
-        ways.append((Refusal.WRONG_TARGET, elsewhere))
-    command = valid.command
-    if Refusal.UNKNOWN_COMMAND in refusals:
-        def unknown() -> str:
-            nonlocal command
-            length = _bound(Telecommand.model_fields["command"].metadata, "max_length") or _TEXT_MAX
-            names = st.text(min_size=1, max_size=min(length, _TEXT_MAX))
-            command = draw(names.filter(lambda c: c not in catalogue))
-            return f"{node} has no command {command!r}"
-        ways.append((Refusal.UNKNOWN_COMMAND, unknown))
-    ways += [w for w in _argument_defects(catalogue[valid.command], draw, args) if w[0] in refusals]
-    if not ways:  # e.g. only ARGUMENT_MISSING asked for, and this command has no required argument
-        return draw(_refused(nodes, refusals))
-    refusal = draw(st.sampled_from(sorted({r for r, _ in ways})))  # each kind alike, however many ways it has
-    breaks = draw(st.sampled_from([b for r, b in ways if r is refusal]))
-    label = breaks()
-    command_model = Telecommand(**{**valid.model_dump(), "command": command, "args": args})
+    # the kind first (each alike), then a command that can be refused that way: most commands take no
+    # arguments, so an argument refusal drawn from any command would mostly be impossible
+    refusal = draw(st.sampled_from(sorted(refusals)))
+    if refusal in (Refusal.WRONG_TARGET, Refusal.UNKNOWN_COMMAND):
+        valid = draw(telecommands(draw(st.sampled_from(nodes))))
+        way = _wrong_target if refusal is Refusal.WRONG_TARGET else _unknown_command
+        node, command, args, label = way(draw, valid)
+    else:
+        pairs = [(n, c) for n in nodes for c in sorted(COMMAND_CATALOG[n])
+                 if refusal in _ways_to_refuse(n, c)]
+        target, name = draw(st.sampled_from(pairs))
+        valid = draw(telecommands(target, name))
+        node, command, args = target, name, dict(valid.args)
+        label = draw(st.sampled_from(_ways_to_refuse(target, name)[refusal]))(draw, args)
+    refused = Telecommand(**{**valid.model_dump(), "command": command, "args": args})
     code, failure = REFUSAL_CODES[refusal]
-    return RefusedCommand(command_model, node, refusal, code, failure, f"{valid.target} {command}: {label}")
+    return RefusedCommand(refused, node, refusal, code, failure, f"{valid.target} {valid.command}: {label}")
 
 
 def refused_telecommands(
@@ -1146,10 +1163,16 @@ def refused_telecommands(
     the wrong type, missing or unexpected, or addressed to another node (`refusals` narrows the kinds).
 
     The node answers each with a `Rejection` (`code`) and a failed acceptance report (`failure`), as
-    `DeviceNode._on_telecommand` does; `REFUSAL_CODES` has the mapping. A telecommand whose arguments are
-    not scalars never reaches the node: the codec refuses it (INVALID, see `invalid_payloads`).
+    `DeviceNode._on_telecommand` does; `REFUSAL_CODES` has the mapping. A refusal no command of the nodes
+    allows (e.g. a missing argument, where no command has a required one) is left out. A telecommand whose
+    arguments are not scalars never reaches the node: the codec refuses it (INVALID, `invalid_payloads`).
     """
     chosen = frozenset(Refusal(r) for r in refusals) if refusals is not None else frozenset(Refusal)
     if not chosen:
         raise ValueError("refused_telecommands needs at least one refusal")
-    return _refused(_commanded_node(node), chosen)
+    nodes = _commanded_node(node)
+    possible = {Refusal.UNKNOWN_COMMAND} | ({Refusal.WRONG_TARGET} if len(_COMMANDED_NODES) > 1 else set())
+    possible |= {r for n in nodes for c in COMMAND_CATALOG[n] for r in _ways_to_refuse(n, c)}
+    if not chosen & possible:
+        raise ValueError(f"no command of {', '.join(nodes)} can be refused as {', '.join(sorted(chosen))}")
+    return _refused(nodes, frozenset(chosen & possible))
