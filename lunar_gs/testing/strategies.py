@@ -1047,7 +1047,8 @@ failed acceptance report (`VerificationReport`, stage acceptance) for the same r
 class RefusedCommand:
     """A telecommand that decodes, and that the node whose telecommand topic it is sent to refuses at
     acceptance: a `Rejection` with `code` and a failed acceptance report with `failure`, both carrying the
-    command's request id. Ground control hears both through the relay; it rejects nothing itself."""
+    command's request id. Ground control hears both through the relay (and archives the rejection); it
+    rejects nothing itself. The command has no expiry, so the relay never drops it on the way."""
 
     command: Telecommand
     node: Node
@@ -1114,19 +1115,6 @@ def _argument_breakers(model: type[CommandArgs]) -> list[tuple[Refusal, _Breaker
     return ways
 
 
-def _wrong_target(draw: st.DrawFn, valid: Telecommand) -> tuple[Node, str, dict[str, Any], str]:
-    node = draw(st.sampled_from([n for n in _COMMANDED_NODES if n != valid.target]))
-    return node, valid.command, dict(valid.args), f"addressed to {valid.target}, sent to {node}"
-
-
-def _unknown_command(draw: st.DrawFn, valid: Telecommand) -> tuple[Node, str, dict[str, Any], str]:
-    length = _bound(Telecommand.model_fields["command"].metadata, "max_length") or _TEXT_MAX
-    names = st.text(min_size=1, max_size=min(length, _TEXT_MAX))
-    command = draw(names.filter(lambda c: c not in COMMAND_CATALOG[valid.target]))
-    return valid.target, command, dict(valid.args), f"{valid.target} has no command {command!r}"
-
-
-@cache
 def _ways_to_refuse(node: Node, command: str) -> dict[Refusal, list[_Breaker]]:
     ways: dict[Refusal, list[_Breaker]] = {}
     for refusal, breaks in _argument_breakers(COMMAND_CATALOG[node][command]):
@@ -1139,28 +1127,38 @@ def _refused(draw: st.DrawFn, nodes: tuple[Node, ...], refusals: frozenset[Refus
     # the kind first (each alike), then a command that can be refused that way: most commands take no
     # arguments, so an argument refusal drawn from any command would mostly be impossible
     refusal = draw(st.sampled_from(sorted(refusals)))
-    if refusal in (Refusal.WRONG_TARGET, Refusal.UNKNOWN_COMMAND):
-        valid = draw(telecommands(draw(st.sampled_from(nodes))))
-        way = _wrong_target if refusal is Refusal.WRONG_TARGET else _unknown_command
-        node, command, args, label = way(draw, valid)
+    if refusal is Refusal.WRONG_TARGET:
+        node = draw(st.sampled_from(nodes))
+        valid = draw(telecommands(draw(st.sampled_from([n for n in _COMMANDED_NODES if n != node]))))
+        command, args, label = valid.command, dict(valid.args), f"addressed to {valid.target}, sent to {node}"
+    elif refusal is Refusal.UNKNOWN_COMMAND:
+        node = draw(st.sampled_from(nodes))
+        valid = draw(telecommands(node))
+        length = _bound(Telecommand.model_fields["command"].metadata, "max_length") or _TEXT_MAX
+        names = st.text(min_size=1, max_size=min(length, _TEXT_MAX))
+        command = draw(names.filter(lambda c: c not in COMMAND_CATALOG[node]))
+        args, label = dict(valid.args), f"{node} has no command {command!r}"
     else:
         pairs = [(n, c) for n in nodes for c in sorted(COMMAND_CATALOG[n])
                  if refusal in _ways_to_refuse(n, c)]
-        target, name = draw(st.sampled_from(pairs))
-        valid = draw(telecommands(target, name))
-        node, command, args = target, name, dict(valid.args)
-        label = draw(st.sampled_from(_ways_to_refuse(target, name)[refusal]))(draw, args)
-    refused = Telecommand(**{**valid.model_dump(), "command": command, "args": args})
+        node, command = draw(st.sampled_from(pairs))
+        valid = draw(telecommands(node, command))
+        args = dict(valid.args)
+        label = f"{command}: " + draw(st.sampled_from(_ways_to_refuse(node, command)[refusal]))(draw, args)
+    # no expiry: through the relay, a command past its expiry is dropped (an event), never refused
+    refused = Telecommand(**{**valid.model_dump(), "command": command, "args": args, "expires_at": None})
     code, failure = REFUSAL_CODES[refusal]
-    return RefusedCommand(refused, node, refusal, code, failure, f"{valid.target} {valid.command}: {label}")
+    return RefusedCommand(refused, node, refusal, code, failure, label)
 
 
 def refused_telecommands(
     node: Node | str | None = None, refusals: Iterable[Refusal | str] | None = None
 ) -> st.SearchStrategy[RefusedCommand]:
-    """Telecommands the codec accepts and the device node refuses at acceptance, to be sent to
-    `RefusedCommand.node` (`node`, or any commanded node): an unknown command, arguments out of range, of
-    the wrong type, missing or unexpected, or addressed to another node (`refusals` narrows the kinds).
+    """Telecommands the codec accepts and a device node refuses at acceptance, to be sent to the
+    telecommand topic of `RefusedCommand.node` (`node`, or any commanded node): an unknown command,
+    arguments out of range, of the wrong type, missing or unexpected, or a command addressed to another
+    node (`refusals` narrows the kinds). Request ids are drawn: a node ignores one it has seen, so give
+    each a fresh one (`RefusedCommand.with_request_id`) before sending it to a running node.
 
     The node answers each with a `Rejection` (`code`) and a failed acceptance report (`failure`), as
     `DeviceNode._on_telecommand` does; `REFUSAL_CODES` has the mapping. A refusal no command of the nodes
