@@ -13,7 +13,9 @@ drawn message is also one its topic's owner would accept. Everything else spans 
 allows: any finite float, text of any Unicode (short), integers without an upper bound within 64 bits
 (what SQLite and CCSDS fields hold).
 
+    import pytest
     from hypothesis import given
+    from lunar_gs.protocols.codec import DecodeError, JsonCodec
     from lunar_gs.testing import strategies
 
     @given(strategies.housekeeping("lander-drill"))
