@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from lunar_gs.protocols.codec import MESSAGE_TYPES, DecodeError, JsonCodec
 from lunar_gs.protocols.commands import COMMAND_CATALOG, Telecommand, UnknownCommand, parse_command_args
-from lunar_gs.protocols.events import RejectionCode
+from lunar_gs.protocols.events import Event, RejectionCode
 from lunar_gs.protocols.faults import (
     CATALOGUE,
     THERMAL_COMPONENTS,
@@ -224,3 +224,15 @@ def test_telecommand_args_accept_only_scalars() -> None:
     with pytest.raises(ValidationError):
         Telecommand(source=Node.GROUND_CONTROL, request_id="r", target=Node.LANDER_DRILL, command="X",
                     args={"nested": {"a": 1}})  # type: ignore[dict-item]
+
+
+def test_a_sequence_count_beyond_64_bits_is_invalid_not_a_crash_in_the_archive() -> None:
+    from lunar_gs.protocols.envelope import SEQ_MAX
+
+    CODEC = JsonCodec()
+    good = json.loads(CODEC.encode(Event(source=Node.LANDER_DRILL, event="x", seq=SEQ_MAX)))
+    assert CODEC.decode(json.dumps(good).encode()).seq == SEQ_MAX
+    good["seq"] = SEQ_MAX + 1
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode(json.dumps(good).encode())
+    assert caught.value.code is RejectionCode.INVALID
