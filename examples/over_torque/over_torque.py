@@ -20,15 +20,27 @@ import aiomqtt
 HIGH_NM = 20.0
 """Only a torque above this can be a jam."""
 RISE_NM_PER_S = 1.5
-"""A climb at least this fast (over the last few samples, in mission time) is a jam."""
+"""A climb at least this fast, in mission time, is a jam."""
 CLEAR_BELOW_NM = 12.0
-WINDOW = 3
-"""Samples the climb is measured over."""
+WINDOW_S = 3.0
+"""The climb is the slope of a straight line through the samples of the last few seconds of mission
+time (packets come at uneven intervals, and noise must not look like a climb)..."""
+MIN_SAMPLES = 3
+"""...once there are at least this many."""
+
+
+def slope(points) -> float:
+    """Least-squares slope of torque against mission time."""
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_q = sum(q for _, q in points) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    return sum((t - mean_t) * (q - mean_q) for t, q in points) / spread if spread > 0 else 0.0
 
 
 @dataclass
 class JammedBitAlarm:
-    recent: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    recent: deque = field(default_factory=deque)
     raised: bool = False
 
     def feed(self, packet: dict) -> dict | None:
@@ -37,9 +49,10 @@ class JammedBitAlarm:
             return None  # the sensor gave no reading in this sample
         torque, at = packet["torque_nm"], packet["sim_time"]
         self.recent.append((at, torque))
-        if not self.raised and torque > HIGH_NM and len(self.recent) == WINDOW:
-            (t0, q0), (t1, q1) = self.recent[0], self.recent[-1]
-            if t1 > t0 and (q1 - q0) / (t1 - t0) >= RISE_NM_PER_S:
+        while at - self.recent[0][0] > WINDOW_S:
+            self.recent.popleft()
+        if not self.raised and torque > HIGH_NM and len(self.recent) >= MIN_SAMPLES:
+            if slope(self.recent) >= RISE_NM_PER_S:
                 self.raised = True
                 return {"alarm": "drill_jammed_bit", "state": "raised", "torque_nm": torque, "sim_time": at}
         if self.raised and torque < CLEAR_BELOW_NM:

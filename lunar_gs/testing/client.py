@@ -49,6 +49,8 @@ Span = float | int | str
 WALL_SLACK_S = 30.0
 """Wall seconds a wait allows beyond its window at the current rate, against a stopped or stalled clock."""
 MISSES_SHOWN = 3
+# Functions that set `__tracebackhide__` keep their frames out of pytest's tracebacks: a failed wait shows
+# the test's own line and the message, not the kit's machinery.
 
 
 class MissionTimeout(AssertionError):
@@ -128,6 +130,7 @@ class _Watch:
     last: list[Sample] = field(default_factory=list)
 
     def offer(self, heard: Heard) -> None:
+        __tracebackhide__ = True
         if self.done.done():
             return
         sample = self.condition.sample(heard)
@@ -190,6 +193,7 @@ class MissionClient:
 
     async def ready(self, nodes: Iterable[Node | str] = (), timeout_s: float = 30.0) -> None:
         """Wait (wall time) until the mission clock is known and each of `nodes` reports online."""
+        __tracebackhide__ = True
         wanted = {str(Node(n)) for n in nodes}
         deadline = time.monotonic() + timeout_s
         while not self.clock.ready or not all(self.online(n) for n in wanted):
@@ -283,9 +287,11 @@ class MissionClient:
     async def wait_for(self, condition: Condition, *, within: Span, since: Mark | None = None) -> Match:
         """The first message satisfying `condition`, waiting up to `within` of mission time from now; with
         `since` (a mark), what was heard after the mark counts too."""
+        __tracebackhide__ = True
         condition = condition.fresh()
 
         def settle(sample: Sample) -> bool:
+            __tracebackhide__ = True
             if sample.passed:
                 watch.done.set_result(sample)
                 return True
@@ -298,6 +304,7 @@ class MissionClient:
     async def sequence(self, *conditions: Condition, within: Span, since: Mark | None = None) -> list[Match]:
         """Each condition satisfied in turn, each by a message after the previous one's, all within one
         window of mission time."""
+        __tracebackhide__ = True
         if not conditions:
             raise ValueError("sequence() needs at least one condition")
         steps = [c.fresh() for c in conditions]
@@ -314,6 +321,7 @@ class MissionClient:
                 return self
 
         def settle(sample: Sample) -> bool:
+            __tracebackhide__ = True
             if sample.passed:
                 found.append(sample)
                 if len(found) == len(steps):
@@ -332,6 +340,7 @@ class MissionClient:
                     at_most: int | None = None, exactly: int | None = None, since: Mark | None = None) -> int:
         """How many messages satisfy `condition` in the window. With only `at_least`, returns as soon as it
         is reached; `at_most`/`exactly` watch the whole window (and fail as soon as they are exceeded)."""
+        __tracebackhide__ = True
         if at_least is None and at_most is None and exactly is None:
             raise ValueError("count() needs at_least, at_most or exactly")
         low = exactly if exactly is not None else at_least
@@ -341,6 +350,7 @@ class MissionClient:
         whole_window = high is not None
 
         def settle(sample: Sample) -> bool:
+            __tracebackhide__ = True
             if not sample.passed:
                 return False
             hits.append(sample)
@@ -368,9 +378,11 @@ class MissionClient:
         """Fails at once if any message satisfies `condition` during the window (which `until`, when
         given, ends early once it is satisfied); returns how many messages the condition was about (every
         one of them watched, not a polled latest value)."""
+        __tracebackhide__ = True
         condition = condition.fresh()
 
         def settle(sample: Sample) -> bool:
+            __tracebackhide__ = True
             if sample.passed:
                 raise ConditionHappened(f"{condition.describe()} happened at {self._when(sample.heard)}: "
                                         f"value {_show(sample.value)} (it must never happen in this window)")
@@ -388,9 +400,11 @@ class MissionClient:
                      since: Mark | None = None) -> int:
         """Every message the condition is about during the window (ended early by `until`) satisfies it,
         and there is at least one; returns how many there were."""
+        __tracebackhide__ = True
         condition = condition.fresh()
 
         def settle(sample: Sample) -> bool:
+            __tracebackhide__ = True
             if not sample.passed:
                 raise ConditionHappened(f"{condition.describe()} broken at {self._when(sample.heard)}: "
                                         f"value {_show(sample.value)}")
@@ -412,6 +426,7 @@ class MissionClient:
                    expires_after: Span | None = None) -> CommandHandle:
         """Send a telecommand to a far-side node the way ground control does (through the relay) and return
         a handle that follows its verification reports."""
+        __tracebackhide__ = True
         await self.ready(())
         target = Node(node)
         request_id = next(self._request_ids)
@@ -431,6 +446,7 @@ class MissionClient:
                            label: str = "", timeout_s: float = 10.0) -> str:
         """Ask the mission's instructor service for a fault (see `lunar-gs fault list`); returns its id. A
         refused request raises ValueError with the instructor's reason."""
+        __tracebackhide__ = True
         spec = FaultSpec.model_validate({
             "kind": kind, "target": target, "params": params or {}, "label": label,
             **({"trigger": trigger} if trigger is not None else {}),
@@ -440,6 +456,7 @@ class MissionClient:
 
     async def inject(self, spec: FaultSpec, *, timeout_s: float = 10.0) -> str:
         """`inject_fault` with a ready-made FaultSpec."""
+        __tracebackhide__ = True
         record = await send_request(self.broker_url, self.mission, FaultAction.INJECT, spec=spec,
                                     via=FaultVia.TEST, timeout_s=timeout_s)
         assert isinstance(record, FaultRecord)
@@ -458,6 +475,7 @@ class MissionClient:
     async def _run(self, watch: _Watch, window: Span, since: Mark | None, what: str, *,
                    extra: Callable[[], str] | None = None, window_ends_ok: bool = False,
                    until: Condition | None = None) -> Any:
+        __tracebackhide__ = True
         seconds = span_seconds(window)
         await self.clock.wait_ready(WALL_SLACK_S)
         start_sim = self.now()  # `within` is how long to wait from now; `since`, how far back to look
@@ -575,6 +593,7 @@ class CommandHandle:
 
     async def stage(self, stage: Stage | str, *, within: Span) -> VerificationReport:
         """The report of `stage`; raises CommandFailed if the command failed first."""
+        __tracebackhide__ = True
         wanted = Stage(stage)
         result = await self._until(lambda r: r.stage is wanted or not r.success, within, f"stage {wanted}")
         self._raise_if_failed(result)
@@ -582,11 +601,13 @@ class CommandHandle:
 
     async def completed(self, *, within: Span) -> VerificationReport:
         """The completion report; raises CommandFailed with the stage, code and reason if it failed."""
+        __tracebackhide__ = True
         return await self.stage(Stage.COMPLETION, within=within)
 
     async def failed(self, *, within: Span, stage: Stage | str | None = None,
                      code: FailureCode | int | None = None) -> VerificationReport:
         """The failure report (optionally checking its stage and code); fails if the command completes."""
+        __tracebackhide__ = True
         report = await self._until(lambda r: not r.success or r.stage is Stage.COMPLETION, within, "a failure")
         if report.success:
             raise AssertionError(f"{self.command} ({self.request_id}) completed; a failure was expected")
@@ -599,12 +620,14 @@ class CommandHandle:
 
     async def _until(self, test: Callable[[VerificationReport], bool], within: Span, what: str
                      ) -> VerificationReport:
+        __tracebackhide__ = True
         condition = verification(self.request_id, Predicate(what, test))
         match = await self.client.wait_for(condition, within=within, since=self.mark)
         assert isinstance(match.value, VerificationReport)
         return match.value
 
     def _raise_if_failed(self, report: VerificationReport) -> None:
+        __tracebackhide__ = True
         if not report.success:
             raise CommandFailed(f"{self.command} ({self.request_id}) failed at stage {report.stage} with "
                                 f"{report.failure_code.name if report.failure_code else 'no code'}: "
