@@ -360,7 +360,8 @@ def replay(
     configure_logging("warning", json=False)
     url = broker or RuntimeSettings().broker or DEFAULT_BROKER
     try:
-        bus = Bus(url, f"lgs-replay-{os.getpid()}")
+        # no Nagle delay: a message is on the wire when it is due, not when the next one fills a segment
+        bus = Bus(url, f"lgs-replay-{os.getpid()}", tcp_nodelay=True)
         replayer = Replayer(bus, rate=rate, topics=topics or [], mission=mission)
         recording = read_recording(file)
     except (RecordingError, TopicError, ValueError) as exc:

@@ -30,6 +30,16 @@ clock steps), `wall` the Unix time of receipt, `mission_time` the mission's simu
 (from its retained clock; null until the clock is known), `payload` the exact bytes in standard base64.
 Readers ignore keys they do not know. A last line without its newline is a write cut short: the reader
 drops it with a warning. Any other line that does not decode is an error naming the file and line.
+
+Order: a recording holds the order in which the recorder received messages, and the replayer publishes in
+that order over one connection. MQTT guarantees order only within one QoS level, and that is what a
+subscriber of the replay is sure to see again. Across levels: a QoS 2 message is passed on at its PUBREL,
+by the broker and again by the receiving client (paho), so QoS 0/1 messages sent within a round trip or two
+after it overtake it, when recorded and when replayed alike (Lunar GS itself publishes QoS 0 and 1 only);
+QoS 0 and 1 keep their relative order while the subscriber keeps up (Mosquitto holds back QoS >= 1 messages
+beyond 20 in flight per client, not QoS 0). The embedded amqtt broker (0.12) delivers every message at the
+subscription's QoS rather than the lower of the two, so a recording made through it says QoS 2 throughout;
+it speaks MQTT 3.1.1 only, too (no retain as published).
 """
 
 from __future__ import annotations
@@ -532,6 +542,9 @@ class ReplayReport:
 
 class Replayer:
     """Publishes recordings through `bus` (entered by the caller; the replayer waits until it is connected).
+
+    For timing that holds to the millisecond give it a `Bus(..., tcp_nodelay=True)`: with Nagle's algorithm
+    on, a small publish can wait for the broker's delayed ACK (up to 40 ms on Linux) before it leaves.
 
     `rate` > 1 replays faster, < 1 slower, `math.inf` as fast as the bus takes messages; `topics` (MQTT
     filters) keeps a subset; `mission` publishes under another mission name. Bad arguments raise ValueError

@@ -3,11 +3,13 @@ filters, mission rewriting and the replay schedule."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from lunar_gs.protocols.topics import TopicError
@@ -241,3 +243,54 @@ def test_percentile() -> None:
     assert percentile([3.0], 0.99) == 3.0
     assert percentile([float(x) for x in range(101)], 0.99) == pytest.approx(99.0)
     assert percentile([1.0, 2.0], 0.5) == pytest.approx(1.5)
+
+
+# ---- the CLI refuses bad input with one line, never a traceback -----------------------------------------
+
+def run_cli(*args: str) -> tuple[int, str]:
+    """The CLI in this process; the logging it configures (onto the runner's stream) is put back after."""
+    from typer.testing import CliRunner
+
+    from lunar_gs.services.cli import app
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (["replay", "{missing}"], 2, "cannot read recording {missing}: No such file"),
+    (["replay", "{corrupt}"], 2, "{corrupt}:3: not JSON"),
+    (["replay", "{good}", "--topics", "lgs/#/x"], 2, "topic filter 'lgs/#/x': '#' must be a whole level"),
+    (["replay", "{good}", "--mission", "no/slashes"], 2, "mission 'no/slashes' must be"),
+    (["replay", "{good}", "--rate", "0"], 2, "rate must be a positive number"),
+    (["replay", "{good}", "--rate", "nan"], 2, "rate must be a positive number"),
+    (["replay", "{good}", "--broker", "localhost:1883"], 2, "bad broker URL"),
+    (["replay", "{good}", "--broker", "mqtt://127.0.0.1:1"], 3, "cannot connect to the broker at mqtt://127.0.0.1:1"),
+    (["record", "--out", "{good}", "--mission", "m1", "--broker", "mqtt://127.0.0.1:1"], 2, "{good} exists"),
+    (["record", "--out", "{new}", "--mission", "m 1", "--broker", "mqtt://127.0.0.1:1"], 2, "mission 'm 1'"),
+    (["record", "--out", "{new}", "--mission", "m1", "--broker", "tcp://x"], 2, "bad broker URL"),
+    (["record", "--out", "{nofolder}", "--mission", "m1"], 2, "folder {nofolder_parent} does not exist"),
+    (["record", "--out", "{new}", "--mission", "m1", "--broker", "mqtt://127.0.0.1:1"], 3, "cannot connect"),
+])
+def test_bad_input_gets_one_line_and_an_exit_code(tmp_path: Path, args: list[str], code: int,
+                                                   says: str) -> None:
+    good, corrupt = tmp_path / "good [1].lgsrec", tmp_path / "corrupt.lgsrec"  # brackets: no markup
+    data = write(good)
+    lines = data.splitlines(keepends=True)
+    corrupt.write_bytes(b"".join([*lines[:2], b"{oops\n", *lines[2:]]))
+    names = {"missing": tmp_path / "missing.lgsrec", "good": good, "corrupt": corrupt,
+             "new": tmp_path / "new", "nofolder": tmp_path / "no" / "x", "nofolder_parent": tmp_path / "no"}
+    exit_code, output = run_cli(*(a.format(**names) for a in args))
+    assert exit_code == code, output
+    assert output.startswith("error: ") and output.count("\n") == 1, output
+    assert says.format(**names) in output
+    assert not (tmp_path / "new").exists()
