@@ -392,7 +392,9 @@ class Recorder:
     `mqtt5=None` asks the broker first (`broker_speaks_mqtt5`) and uses MQTT 5 where it can; True or False
     forces the choice. Entering raises ConnectionError if the broker cannot be reached then, FileExistsError
     if `path` exists. A recorder owns its bus: its subscription (QoS 2, retain as published) is its own.
-    Reusable neither after leaving nor re-entrant.
+    If the link drops, the bus reconnects and subscribes again, and the broker sends the retained messages
+    again: they are recorded again (retained), as any subscriber would get them; what was published while
+    the link was down is not in the recording. Reusable neither after leaving nor re-entrant.
     """
 
     def __init__(
@@ -440,8 +442,7 @@ class Recorder:
         self._summary.retain_as_published = mqtt5
         if not mqtt5:
             self._log.warning("recording_without_retain_as_published", broker=self.url,
-                              detail="the broker speaks MQTT 3.1.1 only: live retained publishes are "
-                                     "recorded with retain=false")
+                              detail="over MQTT 3.1.1 live retained publishes are recorded with retain=false")
         self._file = self.path.open("xb")
         started_wall = time.time()
         self._start = time.monotonic()
