@@ -1,13 +1,18 @@
 """The `lunar-gs` command line: run one service, run a whole rehearsal, check seed files, inject faults,
-debrief a rehearsal."""
+debrief a rehearsal, record a mission's MQTT traffic and replay it."""
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lunar_gs.protocols.nodes import Node
 from lunar_gs.protocols.topics import TopicError, validate_mission
@@ -26,7 +31,8 @@ DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    # escaped: a message quoting a file name or JSON may hold [brackets]; soft_wrap: one line, however long
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -268,6 +274,133 @@ def fault_schema() -> None:
     from lunar_gs.protocols.faults import FaultRequest
 
     print(json.dumps(FaultRequest.model_json_schema(), indent=2))
+
+
+# -- record and replay ----------------------------------------------------------------------------------
+
+def _stop_on_signals(stop: Callable[[], object]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+@app.command()
+def record(
+    out: Annotated[Path, typer.Option(help="recording file to write (must not exist yet)")],
+    mission: MissionOption = None,
+    broker: BrokerOption = None,
+    duration: Annotated[float | None, typer.Option(
+        min=0.0, help="stop after this many seconds (default: until Ctrl-C or SIGTERM)")] = None,
+) -> None:
+    """Record everything of one mission (lgs/v1/MISSION/#), retained messages included, with each message's
+    bytes, QoS, retain flag, mission time and wall time; prints a summary when stopped."""
+    from lunar_gs.services.recording import Recorder, RecordingSummary
+    from lunar_gs.services.runtime.bus import parse_mqtt_url
+
+    name, url = _where(mission, broker)
+    try:
+        parse_mqtt_url(url)
+    except ValueError as exc:
+        _fail(str(exc))
+    if out.exists():
+        _fail(f"{out} exists: a recording never overwrites a file; choose another --out")
+    if not out.parent.is_dir():
+        _fail(f"folder {out.parent} does not exist")
+
+    async def session() -> RecordingSummary:
+        stop = asyncio.Event()
+        _stop_on_signals(stop.set)
+        async with Recorder(url, name, out) as recorder:
+            try:
+                await recorder.wait_connected(10)
+            except TimeoutError:
+                raise ConnectionError(f"cannot subscribe at the broker at {url}") from None
+            how = "" if recorder.summary.retain_as_published else " (MQTT 3.1.1: live retain flags are lost)"
+            console.print(f"recording {recorder.topic_filter} from {url} to {out}{how}; Ctrl-C to stop",
+                          soft_wrap=True, markup=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+        return recorder.summary
+
+    try:
+        summary = asyncio.run(session())
+    except (ConnectionError, OSError) as exc:
+        _fail(str(exc), code=3)
+    mission_span = ""
+    if summary.first_mission_time is not None and summary.last_mission_time is not None:
+        mission_span = f", {summary.last_mission_time - summary.first_mission_time:,.1f} s of mission time"
+    Console().print(
+        f"recorded {summary.messages} messages ({summary.retained} retained, {summary.topics} topics, "
+        f"{summary.payload_bytes:,} payload bytes) of mission {name} over {summary.duration_s:.1f} s"
+        f"{mission_span} to {out}"
+        + (f"; {summary.lost} lost (recorder overloaded)" if summary.lost else "")
+        + (f"; {summary.write_errors} not written (write errors)" if summary.write_errors else ""),
+        soft_wrap=True, markup=False,
+    )
+    raise typer.Exit(1 if summary.lost or summary.write_errors else 0)
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="a recording made by `lunar-gs record`")],
+    broker: BrokerOption = None,
+    rate: Annotated[float, typer.Option(
+        help="speed: 2 replays twice as fast, 0.5 half as fast, inf as fast as possible")] = 1.0,
+    topics: Annotated[list[str] | None, typer.Option(
+        help="replay only topics matching this MQTT filter (+, #; repeatable; matched as recorded or as "
+             "published)")] = None,
+    mission: Annotated[str | None, typer.Option(help="publish under this mission instead of the recorded one")
+                       ] = None,
+) -> None:
+    """Replay a recording: each message with its topic, bytes, QoS and retain flag, in recorded order and
+    at its recorded time (divided by --rate). Retained state the recording did not contain is left alone."""
+    from lunar_gs.services.recording import RecordingError, Replayer, ReplayReport, read_recording
+    from lunar_gs.services.runtime.bus import Bus, broker_speaks_mqtt5
+
+    configure_logging("warning", json=False)
+    url = broker or RuntimeSettings().broker or DEFAULT_BROKER
+    try:
+        # no Nagle delay: a message is on the wire when it is due, not when the next one fills a segment
+        bus = Bus(url, f"lgs-replay-{os.getpid()}", tcp_nodelay=True)
+        replayer = Replayer(bus, rate=rate, topics=topics or [], mission=mission)
+        recording = read_recording(file)
+    except (RecordingError, TopicError, ValueError) as exc:
+        _fail(str(exc))
+    if recording.truncated:
+        console.print(f"note: the last line of {file} was cut short and is left out",
+                      soft_wrap=True, markup=False)
+
+    async def session() -> ReplayReport:
+        main = asyncio.current_task()
+        assert main is not None
+        _stop_on_signals(main.cancel)
+        await broker_speaks_mqtt5(url)  # a broker that is not there: ConnectionError now, not a silent retry
+        async with bus:
+            try:
+                await bus.wait_connected(10)
+            except TimeoutError:
+                raise ConnectionError(f"cannot connect to the broker at {url}") from None
+            return await replayer.replay(recording)
+
+    interrupted = False
+    try:
+        report = asyncio.run(session())
+    except ConnectionError as exc:
+        _fail(str(exc), code=3)
+    except asyncio.CancelledError:
+        interrupted, report = True, replayer.progress
+    late = ("" if report.max_late_ms is None else
+            f"; lateness max {report.max_late_ms:.1f} ms, p99 {report.p99_late_ms:.1f} ms")
+    dropped = f"; {report.dropped} dropped by the bus" if report.dropped else ""
+    Console().print(
+        f"{'interrupted after' if interrupted else 'replayed'} {report.published} of {report.selected} "
+        f"selected messages ({report.recorded} recorded; {report.retained} retained; QoS 0/1/2: "
+        f"{report.by_qos[0]}/{report.by_qos[1]}/{report.by_qos[2]}) to "
+        f"mission {report.mission or recording.header.mission} at rate {report.rate:g} "
+        f"in {report.duration_s:.2f} s{late}{dropped}",
+        soft_wrap=True, markup=False,
+    )
+    raise typer.Exit(130 if interrupted else 1 if report.dropped else 0)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -206,11 +206,14 @@ class MosquittoProcess(_ChildBroker):
 
     kind = "mosquitto"
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(self, port: int | None = None, binary: str | None = None,
+                 extra_config: Sequence[str] = ()) -> None:
         found = binary or mosquitto_binary()
         if found is None:
             raise FileNotFoundError("mosquitto is not installed (looked on PATH and at /usr/sbin/mosquitto)")
         self.binary = found
+        self.extra_config = list(extra_config)
+        """More mosquitto.conf lines, e.g. `set_tcp_nodelay true`."""
         super().__init__(port)
 
     def _command(self, workdir: Path) -> list[str]:
@@ -230,6 +233,7 @@ class MosquittoProcess(_ChildBroker):
                     "log_type notice",
                     "log_timestamp_format %Y-%m-%dT%H:%M:%S",
                     "max_queued_messages 100000",
+                    *self.extra_config,
                     "",
                 ]
             )
