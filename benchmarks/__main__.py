@@ -20,12 +20,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import baseline, pipeline, profile, rehearsal, replay, side_by_side
+from benchmarks import baseline, kit, pipeline, profile, rehearsal, replay, side_by_side
 from benchmarks.harness import private_broker
 from lunar_gs.services.runtime.logging import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("baseline", "pipeline", "rehearsal", "side_by_side", "replay")
+SECTIONS = ("baseline", "pipeline", "rehearsal", "side_by_side", "replay", "kit")
 
 
 def _ints(text: str) -> list[int]:
@@ -114,8 +114,14 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"  {name}: replay {rates['replay']:,.0f} msgs/s = "
                         f"{one['replay_vs_aiomqtt']:.2f} x bare aiomqtt ({rates['aiomqtt']:,.0f}), {one['replay_vs_bus']:.2f} x our Bus loop "
                         f"({rates['bus']:,.0f})")
+            if "kit" in args.sections:
+                log("[bold]6. test kit[/]: what never windows add to each packet the client hears")
+                results["kit"] = kit.run(count=10_000 if args.quick else 20_000)
+                k = results["kit"]
+                log(f"  {k['per_packet_us']['0']} us/packet with no window, +{k['never_overhead_us_per_packet']} us "
+                    f"with one ({k['ratio_one_window']} x), {k['ratio_ten_windows']} x with ten")
             if args.profile:
-                log("[bold]6. profile[/] of each service under cProfile (CPU time)")
+                log("[bold]7. profile[/] of each service under cProfile (CPU time)")
                 results["profile"] = profile.run(broker.url, workdir, args.profile_dir.resolve(),
                                                  offered=args.profile_rate, seconds=args.profile_seconds,
                                                  top=25, log=log)
@@ -210,6 +216,13 @@ def render(r: dict[str, Any]) -> Table:
                   f"{rep['messages']:,} msgs per run, best of {rep['repeats']}, Nagle off")
         t.add_row("bare aiomqtt loop, mixed, Nagle on (msgs/s)", _f(rep["nagle_aiomqtt_mixed_msgs_per_s"]),
                   "a QoS 1 publish waits for the broker's delayed ACK")
+    kit_result = r.get("kit", {})
+    if kit_result:
+        per = kit_result["per_packet_us"]
+        t.add_row("test kit: client's work per packet, no window (us)", _f(per["0"], "{:.2f}"), "the baseline")
+        t.add_row("[bold]never_overhead_us_per_packet[/] (one window)", _f(kit_result["never_overhead_us_per_packet"],
+                  "{:.2f}"), f"{kit_result['ratio_one_window']} x the baseline; ten windows "
+                             f"{kit_result['ratio_ten_windows']} x")
     for node, mb in r.get("service_rss_mb", {}).items():
         t.add_row(f"RSS {node} (MB) rest / load", f"{mb['rest']:.1f} / {mb['load']:.1f}", "")
     prof = r.get("profile")

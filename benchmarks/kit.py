@@ -39,7 +39,8 @@ async def _per_packet_us(windows: int, packets: list[IncomingMessage], mission: 
     await client._on_message(IncomingMessage(client.topics.clock, CODEC.encode(clock), 1, True))
     watchers = [asyncio.create_task(client.never(tm("lander-drill", "torque_nm", gt(1000)), during=3600))
                 for _ in range(windows)]
-    await asyncio.sleep(0)  # let each window register its watch
+    while len(client._watches) < windows:  # let each window start and register its watch
+        await asyncio.sleep(0)
     start = time.perf_counter()
     for message in packets:
         await client._on_message(message)

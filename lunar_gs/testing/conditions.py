@@ -108,11 +108,14 @@ class TmCondition:
     packet: str = "hk"
     side: Side = Side.GROUND
 
+    def __post_init__(self) -> None:
+        # the tail of the topic this parameter comes on (lgs/v1/{mission}/{side}/{node}/tm/{packet}): one
+        # string comparison per message heard, which is what a `never` window costs per packet
+        self._tail = f"/{self.side}/{self.node}/{Channel.TM}/{self.packet}"
+
     def sample(self, heard: Heard) -> Sample | None:
         message = heard.message
-        if not isinstance(message, HousekeepingBase) or heard.topic.rsplit("/", 1)[-1] != self.packet:
-            return None
-        if _where(heard.topic) != (self.side, self.node, Channel.TM, self.packet):
+        if not isinstance(message, HousekeepingBase) or not heard.topic.endswith(self._tail):
             return None
         if self.parameter.split(".", 1)[0] in message.missing:
             return None  # a dropout: the packet says it carries no value for this parameter
