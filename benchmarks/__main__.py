@@ -20,12 +20,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import baseline, pipeline, profile, rehearsal, side_by_side
+from benchmarks import baseline, kit, pipeline, profile, rehearsal, replay, side_by_side
 from benchmarks.harness import private_broker
-from services.runtime.logging import configure_logging
+from lunar_gs.services.runtime.logging import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("baseline", "pipeline", "rehearsal", "side_by_side")
+SECTIONS = ("baseline", "pipeline", "rehearsal", "side_by_side", "replay", "kit")
 
 
 def _ints(text: str) -> list[int]:
@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rehearsal-rates", type=_ints, help="rehearsal rates to try in order (default 1000,2000,4000,8000)")
     p.add_argument("--missions", type=_ints, help="side-by-side levels (default 1,2,4,8)")
     p.add_argument("--window", type=float, help="seconds per side-by-side trial (default 15, quick 8)")
+    p.add_argument("--replay-messages", type=int, help="messages of the replay benchmark (default 20000, "
+                   "quick 10000)")
     p.add_argument("--profile", action="store_true", help="also profile every service under cProfile at a "
                    "fixed TM rate; .prof files and summary.txt go to --profile-dir")
     p.add_argument("--profile-rate", type=int, default=1000, help="offered TM msgs/s while profiling")
@@ -60,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rehearsal_rates = args.rehearsal_rates or ([2000] if q else [1000, 2000, 4000, 8000])
     args.missions = args.missions or ([1, 2, 4] if q else [1, 2, 4, 8])
     args.window = args.window or (8.0 if q else 15.0)
+    args.replay_messages = args.replay_messages or (10_000 if q else 20_000)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
@@ -102,8 +105,23 @@ def main(argv: list[str] | None = None) -> int:
                 log("[bold]4. missions side by side[/] at rate 100")
                 results["side_by_side"] = side_by_side.run(broker.url, workdir, levels=args.missions,
                                                            window_s=args.window, log=log)
+            if "replay" in args.sections:
+                log("[bold]5. replay[/]: replay at rate inf beside plain publish loops of the same messages")
+                results["replay"] = rep = replay.run(broker.url, messages=args.replay_messages,
+                                                     repeats=1 if args.quick else 2, log=log)
+                for name, one in rep["sets"].items():
+                    rates = one["msgs_per_s"]
+                    log(f"  {name}: replay {rates['replay']:,.0f} msgs/s = "
+                        f"{one['replay_vs_aiomqtt']:.2f} x bare aiomqtt ({rates['aiomqtt']:,.0f}), {one['replay_vs_bus']:.2f} x our Bus loop "
+                        f"({rates['bus']:,.0f})")
+            if "kit" in args.sections:
+                log("[bold]6. test kit[/]: what never windows add to each packet the client hears")
+                results["kit"] = kit.run(count=10_000 if args.quick else 20_000)
+                k = results["kit"]
+                log(f"  {k['per_packet_us']['0']} us/packet with no window, +{k['never_overhead_us_per_packet']} us "
+                    f"with one ({k['ratio_one_window']} x), {k['ratio_ten_windows']} x with ten")
             if args.profile:
-                log("[bold]5. profile[/] of each service under cProfile (CPU time)")
+                log("[bold]7. profile[/] of each service under cProfile (CPU time)")
                 results["profile"] = profile.run(broker.url, workdir, args.profile_dir.resolve(),
                                                  offered=args.profile_rate, seconds=args.profile_seconds,
                                                  top=25, log=log)
@@ -139,6 +157,7 @@ def _headline(results: dict[str, Any]) -> None:
     results["rehearsal_rate"] = reh.get("max_passing_rate")
     results["rehearsal_mission_s_per_wall_s"] = reh.get("mission_s_per_wall_s")
     results["missions_side_by_side"] = results.get("side_by_side", {}).get("missions_side_by_side")
+    results["replay_throughput_ratio"] = results.get("replay", {}).get("replay_vs_aiomqtt")
     rest, load = pipe.get("rss_rest_mb", {}), pipe.get("rss_load_mb", {})
     results["service_rss_mb"] = {n: {"rest": round(rest[n], 1), "load": round(load.get(n, 0.0), 1)} for n in rest}
 
@@ -183,6 +202,27 @@ def render(r: dict[str, Any]) -> Table:
                       f"{_f(trial['p50_ms'])} / {_f(trial['p99_ms'])}",
                       f"lost {trial['lost']}, {_f(trial['tm_per_s'])} TM/s, {'pass' if trial['passed'] else 'FAIL'}")
         t.add_row("[bold]missions_side_by_side[/] (p99 <= 100 ms, no loss)", str(r["missions_side_by_side"]), "")
+    rep = r.get("replay", {})
+    if rep:
+        for name, one in rep["sets"].items():
+            rates = one["msgs_per_s"]
+            t.add_row(f"replay at rate inf, {name} ({one['qos1_share']:.0%} QoS 1; msgs/s)",
+                      _f(rates["replay"]),
+                      f"bare aiomqtt loop {_f(rates['aiomqtt'])}, Bus loop {_f(rates['bus'])}")
+            t.add_row(f"  replay / bare aiomqtt, {name}", _f(one["replay_vs_aiomqtt"], "{:.3f}"),
+                      f"replay / Bus {_f(one['replay_vs_bus'], '{:.3f}')}; "
+                      f"file read {_f(one['file_read_msgs_per_s'])}/s")
+        t.add_row("[bold]replay_throughput_ratio[/] (mixed)", _f(r["replay_throughput_ratio"], "{:.3f}"),
+                  f"{rep['messages']:,} msgs per run, best of {rep['repeats']}, Nagle off")
+        t.add_row("bare aiomqtt loop, mixed, Nagle on (msgs/s)", _f(rep["nagle_aiomqtt_mixed_msgs_per_s"]),
+                  "a QoS 1 publish waits for the broker's delayed ACK")
+    kit_result = r.get("kit", {})
+    if kit_result:
+        per = kit_result["per_packet_us"]
+        t.add_row("test kit: client's work per packet, no window (us)", _f(per["0"], "{:.2f}"), "the baseline")
+        t.add_row("[bold]never_overhead_us_per_packet[/] (one window)", _f(kit_result["never_overhead_us_per_packet"],
+                  "{:.2f}"), f"{kit_result['ratio_one_window']} x the baseline; ten windows "
+                             f"{kit_result['ratio_ten_windows']} x")
     for node, mb in r.get("service_rss_mb", {}).items():
         t.add_row(f"RSS {node} (MB) rest / load", f"{mb['rest']:.1f} / {mb['load']:.1f}", "")
     prof = r.get("profile")

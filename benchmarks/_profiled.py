@@ -14,7 +14,7 @@ def main() -> None:
     profiler = cProfile.Profile(time.process_time)  # CPU time: 2 cores shared by 6 processes
     profiler.enable()
     try:
-        from services.cli import app
+        from lunar_gs.services.cli import app
 
         app(args=sys.argv[1:], prog_name="lunar-gs")
     except SystemExit:

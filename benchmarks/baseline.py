@@ -16,7 +16,7 @@ from typing import Any
 import aiomqtt
 
 from benchmarks.harness import percentile
-from services.runtime.bus import parse_mqtt_url
+from lunar_gs.services.runtime.bus import parse_mqtt_url
 
 WINDOW = 500
 

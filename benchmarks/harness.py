@@ -23,10 +23,10 @@ import paho.mqtt.client as paho
 import psutil
 import yaml
 
-from protocols.nodes import Node
-from protocols.system import ClockState
-from services.runtime.broker import EmbeddedBrokerProcess, MosquittoProcess, mosquitto_binary
-from services.runtime.bus import parse_mqtt_url
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.system import ClockState
+from lunar_gs.services.runtime.broker import EmbeddedBrokerProcess, MosquittoProcess, mosquitto_binary
+from lunar_gs.services.runtime.bus import parse_mqtt_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -239,7 +239,7 @@ class ServiceSet:
         return self.report_dir / "archive.sqlite"
 
     def _argv(self, node: str) -> list[str]:
-        module = "services.cli" if self.profile_dir is None else "benchmarks._profiled"
+        module = "lunar_gs.services.cli" if self.profile_dir is None else "benchmarks._profiled"
         argv = [sys.executable, "-m", module, "run", node, "--mission", self.mission, "--broker", self.url,
                 "--rate", repr(self.rate), "--mission-file", str(self.mission_file),
                 "--report", str(self.report_dir)]

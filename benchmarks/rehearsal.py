@@ -17,7 +17,7 @@ def run(url: str, workdir: Path, *, rates: list[int], timeout_s: float, log: Any
     for rate in rates:
         mission = f"bench-rh-{rate}-{int(time.time()) % 100000}"
         report = workdir / mission
-        argv = [sys.executable, "-m", "services.cli", "rehearse", str(NOMINAL), "--rate", str(rate),
+        argv = [sys.executable, "-m", "lunar_gs.services.cli", "rehearse", str(NOMINAL), "--rate", str(rate),
                 "--report", str(report), "--broker", url, "--mission", mission]
         started = time.monotonic()
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from hardware_sim.hal import DeviceEvent, EventData
+from lunar_gs.hardware_sim.hal import DeviceEvent, EventData
 
 
 class SteppedDevice:

@@ -27,10 +27,10 @@ import math
 import random
 from dataclasses import dataclass
 
-from hardware_sim._stepping import SteppedDevice
-from hardware_sim.faults import FaultHost, FaultNotApplicable, ModelFault
-from hardware_sim.hal import ArmState, DeviceCommandError, EventData, JointReading
-from protocols.telemetry import ArmMode
+from lunar_gs.hardware_sim._stepping import SteppedDevice
+from lunar_gs.hardware_sim.faults import FaultHost, FaultNotApplicable, ModelFault
+from lunar_gs.hardware_sim.hal import ArmState, DeviceCommandError, EventData, JointReading
+from lunar_gs.protocols.telemetry import ArmMode
 
 JOINTS = ("shoulder_yaw", "shoulder_pitch", "elbow", "wrist", "scoop")
 Pose = tuple[float, float, float, float, float]

@@ -37,9 +37,9 @@ import math
 import random
 from dataclasses import dataclass
 
-from hardware_sim.faults import FaultHost, ModelFault
-from hardware_sim.hal import AscentState, DeviceCommandError, DeviceEvent, EventData
-from protocols.telemetry import AscentMode
+from lunar_gs.hardware_sim.faults import FaultHost, ModelFault
+from lunar_gs.hardware_sim.hal import AscentState, DeviceCommandError, DeviceEvent, EventData
+from lunar_gs.protocols.telemetry import AscentMode
 
 LEAK_SYMPTOM_KG = 0.1
 """A propellant leak shows once this much propellant is lost to it."""

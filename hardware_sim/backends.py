@@ -15,14 +15,14 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hardware_sim.arm import ArmParams, SimArm
-from hardware_sim.ascent import AscentParams, SimAscentVehicle
-from hardware_sim.container import ContainerParams, SimSampleContainer
-from hardware_sim.drill import DrillParams, SimDrill
-from hardware_sim.flag import FlagParams, SimFlag
-from hardware_sim.hal import Device
-from hardware_sim.power import PowerParams, SimPower
-from hardware_sim.relay import RelayParams, SimRelayLink
+from lunar_gs.hardware_sim.arm import ArmParams, SimArm
+from lunar_gs.hardware_sim.ascent import AscentParams, SimAscentVehicle
+from lunar_gs.hardware_sim.container import ContainerParams, SimSampleContainer
+from lunar_gs.hardware_sim.drill import DrillParams, SimDrill
+from lunar_gs.hardware_sim.flag import FlagParams, SimFlag
+from lunar_gs.hardware_sim.hal import Device
+from lunar_gs.hardware_sim.power import PowerParams, SimPower
+from lunar_gs.hardware_sim.relay import RelayParams, SimRelayLink
 
 DeviceFactory = Callable[[Mapping[str, Any], int, float], Device]
 """(params, seed, start_time) -> device."""

@@ -16,9 +16,9 @@ import math
 import random
 from dataclasses import dataclass
 
-from hardware_sim._stepping import SteppedDevice
-from hardware_sim.faults import FaultHost
-from hardware_sim.hal import ContainerState, DeviceCommandError
+from lunar_gs.hardware_sim._stepping import SteppedDevice
+from lunar_gs.hardware_sim.faults import FaultHost
+from lunar_gs.hardware_sim.hal import ContainerState, DeviceCommandError
 
 LEAK_SYMPTOM_KPA = 0.5
 """A leak shows once the seal pressure is this far below nominal."""

@@ -40,10 +40,10 @@ import math
 import random
 from dataclasses import dataclass
 
-from hardware_sim._stepping import SteppedDevice
-from hardware_sim.faults import FaultHost, FaultNotApplicable, ModelFault
-from hardware_sim.hal import DeviceCommandError, DrillState
-from protocols.telemetry import DrillMode
+from lunar_gs.hardware_sim._stepping import SteppedDevice
+from lunar_gs.hardware_sim.faults import FaultHost, FaultNotApplicable, ModelFault
+from lunar_gs.hardware_sim.hal import DeviceCommandError, DrillState
+from lunar_gs.protocols.telemetry import DrillMode
 
 BIT_HEAT_SYMPTOM_C = 5.0
 """An overheating bit shows once it is this much hotter than it would be without the fault."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from hardware_sim._stepping import SteppedDevice
-from hardware_sim.hal import DeviceCommandError
+from lunar_gs.hardware_sim._stepping import SteppedDevice
+from lunar_gs.hardware_sim.hal import DeviceCommandError
 
 
 @dataclass(frozen=True)

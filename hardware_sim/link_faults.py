@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hardware_sim.faults import FaultNotApplicable, ModelFault, Symptom
+from lunar_gs.hardware_sim.faults import FaultNotApplicable, ModelFault, Symptom
 
 DIRECTIONS = ("down", "up")
 LINK_KINDS = ("link.los", "link.latency", "link.loss", "link.corrupt", "link.duplicate", "link.reorder",

@@ -59,9 +59,9 @@ import math
 import random
 from dataclasses import dataclass
 
-from hardware_sim._stepping import SteppedDevice
-from hardware_sim.faults import FaultHost, FaultNotApplicable, ModelFault
-from hardware_sim.hal import DeviceCommandError, PowerState
+from lunar_gs.hardware_sim._stepping import SteppedDevice
+from lunar_gs.hardware_sim.faults import FaultHost, FaultNotApplicable, ModelFault
+from lunar_gs.hardware_sim.hal import DeviceCommandError, PowerState
 
 BATTERY_UNDERVOLTAGE = "power.battery_undervoltage"
 THERMAL_DRIFT = "thermal.drift"

@@ -14,7 +14,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from hardware_sim.hal import DeviceEvent
+from lunar_gs.hardware_sim.hal import DeviceEvent
 
 Gap = tuple[float, float]
 

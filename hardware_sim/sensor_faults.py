@@ -17,7 +17,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hardware_sim.faults import FaultNotApplicable, FaultParamValue, Symptom
+from lunar_gs.hardware_sim.faults import FaultNotApplicable, FaultParamValue, Symptom
 
 SENSOR_KINDS = ("sensor.stuck", "sensor.bias", "sensor.noise", "sensor.spikes", "sensor.dropout")
 _NUMERIC_ONLY = ("sensor.bias", "sensor.noise", "sensor.spikes")

@@ -5,18 +5,18 @@ from typing import Annotated, Protocol
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from protocols.commands import Telecommand
-from protocols.delivery import DeliveryReceipt
-from protocols.events import Alarm, Event, Rejection, RejectionCode
-from protocols.faults import ActiveFaults, FaultOrder, FaultRecord, FaultReport, FaultRequest
-from protocols.system import ClockState, ScenarioProgress, ServiceStatus
-from protocols.telemetry import (
+from lunar_gs.protocols.commands import Telecommand
+from lunar_gs.protocols.delivery import DeliveryReceipt
+from lunar_gs.protocols.events import Alarm, Event, Rejection, RejectionCode
+from lunar_gs.protocols.faults import ActiveFaults, FaultOrder, FaultRecord, FaultReport, FaultRequest
+from lunar_gs.protocols.system import ClockState, ScenarioProgress, ServiceStatus
+from lunar_gs.protocols.telemetry import (
     ArmHousekeeping,
     AscentHousekeeping,
     DrillHousekeeping,
     RelayHousekeeping,
 )
-from protocols.verification import VerificationReport
+from lunar_gs.protocols.verification import VerificationReport
 
 Message = (
     DrillHousekeeping

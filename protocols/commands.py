@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from protocols.envelope import Envelope
-from protocols.nodes import Node
+from lunar_gs.protocols.envelope import Envelope
+from lunar_gs.protocols.nodes import Node
 
 ArgValue = str | int | float | bool
 

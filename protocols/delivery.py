@@ -14,9 +14,9 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge
 
-from protocols.envelope import Envelope
-from protocols.nodes import Node
-from protocols.topics import Channel
+from lunar_gs.protocols.envelope import Envelope
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.topics import Channel
 
 
 class DeliveryReceipt(Envelope):

@@ -2,12 +2,14 @@
 
 from typing import Annotated
 
-from annotated_types import Ge
+from annotated_types import Ge, Le
 from pydantic import BaseModel, ConfigDict
 
-from protocols.nodes import Node
+from lunar_gs.protocols.nodes import Node
 
 SCHEMA_VERSION = 1
+SEQ_MAX = 2**63 - 1
+"""Sequence counts fit a signed 64-bit integer, as the archive stores them."""
 
 NonNegative = Annotated[float, Ge(0.0)]
 
@@ -24,6 +26,6 @@ class Envelope(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     source: Node
-    seq: Annotated[int, Ge(0)] = 0
+    seq: Annotated[int, Ge(0), Le(SEQ_MAX)] = 0
     sim_time: float = 0.0
     wall_time: float = 0.0

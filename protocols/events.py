@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from annotated_types import MaxLen
 
-from protocols.envelope import Envelope
+from lunar_gs.protocols.envelope import Envelope
 
 EventValue = str | int | float | bool
 

@@ -22,8 +22,8 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Gt, Le, MaxLen, MinLen
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from protocols.envelope import Envelope
-from protocols.nodes import FAR_SIDE_NODES, Node
+from lunar_gs.protocols.envelope import Envelope
+from lunar_gs.protocols.nodes import FAR_SIDE_NODES, Node
 
 ParamValue = str | int | float | bool
 
@@ -505,6 +505,8 @@ class FaultVia(StrEnum):
     MQTT = "mqtt"
     CONSOLE = "console"
     CONTINGENCY = "contingency"
+    TEST = "test"
+    """A test written with the test kit (lunar_gs.testing)."""
 
 
 class FaultRequest(Envelope):

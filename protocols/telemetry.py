@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Le, MaxLen
 from pydantic import BaseModel, ConfigDict
 
-from protocols.envelope import Envelope, NonNegative
+from lunar_gs.protocols.envelope import Envelope, NonNegative
 
 Percent = Annotated[float, Ge(0.0), Le(100.0)]
 

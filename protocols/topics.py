@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from protocols.nodes import Node, Side
+from lunar_gs.protocols.nodes import Node, Side
 
 ROOT = "lgs/v1"
 MISSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

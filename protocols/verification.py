@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge, MaxLen, MinLen
 
-from protocols.envelope import Envelope
+from lunar_gs.protocols.envelope import Envelope
 
 
 class Stage(StrEnum):

@@ -3,16 +3,16 @@
 from dataclasses import fields
 from typing import Any
 
-from hardware_sim.hal import AscentVehicle
-from protocols.commands import Ignite, OrbitAdjust, Retarget
-from protocols.events import EVENT_STREAM, Event
-from protocols.nodes import Node
-from protocols.telemetry import AscentHousekeeping, Housekeeping
-from protocols.topics import Channel
-from services.device_node import CommandBinding, DeviceNode
-from services.mission import Timing
-from services.runtime.bus import IncomingMessage
-from services.runtime.service import ServiceRuntime
+from lunar_gs.hardware_sim.hal import AscentVehicle
+from lunar_gs.protocols.commands import Ignite, OrbitAdjust, Retarget
+from lunar_gs.protocols.events import EVENT_STREAM, Event
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.telemetry import AscentHousekeeping, Housekeeping
+from lunar_gs.protocols.topics import Channel
+from lunar_gs.services.device_node import CommandBinding, DeviceNode
+from lunar_gs.services.mission import Timing
+from lunar_gs.services.runtime.bus import IncomingMessage
+from lunar_gs.services.runtime.service import ServiceRuntime
 
 ASCENT = "ascent"
 

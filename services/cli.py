@@ -1,20 +1,25 @@
 """The `lunar-gs` command line: run one service, run a whole rehearsal, check seed files, inject faults,
-debrief a rehearsal."""
+debrief a rehearsal, record a mission's MQTT traffic and replay it."""
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from protocols.nodes import Node
-from protocols.topics import TopicError, validate_mission
-from services.mission import DEFAULT_MISSION_FILE, SEEDS_DIR, load_mission
-from services.runtime.logging import configure_logging
-from services.runtime.settings import RuntimeSettings
-from services.seeds import SeedError
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.topics import TopicError, validate_mission
+from lunar_gs.services.mission import DEFAULT_MISSION_FILE, SEEDS_DIR, load_mission
+from lunar_gs.services.runtime.logging import configure_logging
+from lunar_gs.services.runtime.settings import RuntimeSettings
+from lunar_gs.services.seeds import SeedError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 fault_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -26,7 +31,8 @@ DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    # escaped: a message quoting a file name or JSON may hold [brackets]; soft_wrap: one line, however long
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -48,7 +54,7 @@ def run(
         help="ground control only: send the drill's expected responses as a trainee would")] = False,
 ) -> None:
     """Run one service as its own process against any broker."""
-    from services.composition import ServiceOptions, run_service
+    from lunar_gs.services.composition import ServiceOptions, run_service
 
     settings = RuntimeSettings()
     configure_logging(log_level or settings.log_level, json=settings.log_json)
@@ -56,7 +62,7 @@ def run(
         mission_name = validate_mission(mission or settings.mission)
         profile = load_mission(mission_file)
         if scenario is not None:
-            from services.ground_control.scenario import load_scenario
+            from lunar_gs.services.ground_control.scenario import load_scenario
 
             load_scenario(scenario)
     except (SeedError, TopicError) as exc:
@@ -87,7 +93,7 @@ def rehearse(
         help="send a drill's expected responses as a trainee would (symptom + reaction time)")] = False,
 ) -> None:
     """Run a whole rehearsal: broker, the services as processes, the scenario, the report and debrief."""
-    from services.rehearsal import Rehearsal
+    from lunar_gs.services.rehearsal import Rehearsal
 
     configure_logging("warning", json=False)
 
@@ -109,8 +115,8 @@ def check(
 ) -> None:
     """Validate seed files; errors name the file and line. Drills are also checked for what would spoil
     them: a fault nothing could reveal, a trigger that can never fire, faults that conflict."""
-    from services.drill_check import check_drill
-    from services.ground_control.scenario import load_scenario
+    from lunar_gs.services.drill_check import check_drill
+    from lunar_gs.services.ground_control.scenario import load_scenario
 
     failed = False
     profile = load_mission(mission_file)
@@ -136,7 +142,7 @@ def check(
 def debrief(report_dir: Annotated[Path, typer.Argument(help="a rehearsal's report folder")]) -> None:
     """Debrief a rehearsal: each fault's ground truth beside what operators saw and did, objectives, and a
     timeline plot (writes debrief.md, timeline.png and the `faults` key of report.json)."""
-    from services.debrief import debrief_command
+    from lunar_gs.services.debrief import debrief_command
 
     raise typer.Exit(debrief_command(report_dir, Console()))
 
@@ -165,7 +171,7 @@ def fault_list() -> None:
     """The fault catalogue: kinds, targets, parameters with their ranges, and the responses that help."""
     from rich.table import Table
 
-    from protocols.faults import CATALOGUE, describe_params, target_form
+    from lunar_gs.protocols.faults import CATALOGUE, describe_params, target_form
 
     table = Table(title="fault catalogue", show_lines=True)
     for column in ("kind", "layer", "target", "parameters", "recovered by", "made worse by"):
@@ -195,9 +201,9 @@ def fault_inject(
     broker: BrokerOption = None,
 ) -> None:
     """Inject a fault into a running rehearsal; prints its id."""
-    from protocols.faults import FaultAction
-    from services.fault_client import NoAnswer, send_request
-    from services.fault_options import FaultOptionError, spec_from_options
+    from lunar_gs.protocols.faults import FaultAction
+    from lunar_gs.services.fault_client import NoAnswer, send_request
+    from lunar_gs.services.fault_options import FaultOptionError, spec_from_options
 
     name, url = _where(mission, broker)
     try:
@@ -223,8 +229,8 @@ def fault_clear(
     broker: BrokerOption = None,
 ) -> None:
     """Clear an armed or active fault (or all of them)."""
-    from protocols.faults import FaultAction
-    from services.fault_client import NoAnswer, read_active, send_request
+    from lunar_gs.protocols.faults import FaultAction
+    from lunar_gs.services.fault_client import NoAnswer, read_active, send_request
 
     name, url = _where(mission, broker)
     try:
@@ -244,7 +250,7 @@ def fault_active(mission: MissionOption = None, broker: BrokerOption = None) -> 
     """Faults armed and active now (the instructor's view)."""
     from rich.table import Table
 
-    from services.fault_client import NoAnswer, read_active
+    from lunar_gs.services.fault_client import NoAnswer, read_active
 
     name, url = _where(mission, broker)
     try:
@@ -265,9 +271,136 @@ def fault_schema() -> None:
     """The JSON schema of a fault request (what any MQTT client publishes on sys/fault/request)."""
     import json
 
-    from protocols.faults import FaultRequest
+    from lunar_gs.protocols.faults import FaultRequest
 
     print(json.dumps(FaultRequest.model_json_schema(), indent=2))
+
+
+# -- record and replay ----------------------------------------------------------------------------------
+
+def _stop_on_signals(stop: Callable[[], object]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+@app.command()
+def record(
+    out: Annotated[Path, typer.Option(help="recording file to write (must not exist yet)")],
+    mission: MissionOption = None,
+    broker: BrokerOption = None,
+    duration: Annotated[float | None, typer.Option(
+        min=0.0, help="stop after this many seconds (default: until Ctrl-C or SIGTERM)")] = None,
+) -> None:
+    """Record everything of one mission (lgs/v1/MISSION/#), retained messages included, with each message's
+    bytes, QoS, retain flag, mission time and wall time; prints a summary when stopped."""
+    from lunar_gs.services.recording import Recorder, RecordingSummary
+    from lunar_gs.services.runtime.bus import parse_mqtt_url
+
+    name, url = _where(mission, broker)
+    try:
+        parse_mqtt_url(url)
+    except ValueError as exc:
+        _fail(str(exc))
+    if out.exists():
+        _fail(f"{out} exists: a recording never overwrites a file; choose another --out")
+    if not out.parent.is_dir():
+        _fail(f"folder {out.parent} does not exist")
+
+    async def session() -> RecordingSummary:
+        stop = asyncio.Event()
+        _stop_on_signals(stop.set)
+        async with Recorder(url, name, out) as recorder:
+            try:
+                await recorder.wait_connected(10)
+            except TimeoutError:
+                raise ConnectionError(f"cannot subscribe at the broker at {url}") from None
+            how = "" if recorder.summary.retain_as_published else " (MQTT 3.1.1: live retain flags are lost)"
+            console.print(f"recording {recorder.topic_filter} from {url} to {out}{how}; Ctrl-C to stop",
+                          soft_wrap=True, markup=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+        return recorder.summary
+
+    try:
+        summary = asyncio.run(session())
+    except (ConnectionError, OSError) as exc:
+        _fail(str(exc), code=3)
+    mission_span = ""
+    if summary.first_mission_time is not None and summary.last_mission_time is not None:
+        mission_span = f", {summary.last_mission_time - summary.first_mission_time:,.1f} s of mission time"
+    Console().print(
+        f"recorded {summary.messages} messages ({summary.retained} retained, {summary.topics} topics, "
+        f"{summary.payload_bytes:,} payload bytes) of mission {name} over {summary.duration_s:.1f} s"
+        f"{mission_span} to {out}"
+        + (f"; {summary.lost} lost (recorder overloaded)" if summary.lost else "")
+        + (f"; {summary.write_errors} not written (write errors)" if summary.write_errors else ""),
+        soft_wrap=True, markup=False,
+    )
+    raise typer.Exit(1 if summary.lost or summary.write_errors else 0)
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="a recording made by `lunar-gs record`")],
+    broker: BrokerOption = None,
+    rate: Annotated[float, typer.Option(
+        help="speed: 2 replays twice as fast, 0.5 half as fast, inf as fast as possible")] = 1.0,
+    topics: Annotated[list[str] | None, typer.Option(
+        help="replay only topics matching this MQTT filter (+, #; repeatable; matched as recorded or as "
+             "published)")] = None,
+    mission: Annotated[str | None, typer.Option(help="publish under this mission instead of the recorded one")
+                       ] = None,
+) -> None:
+    """Replay a recording: each message with its topic, bytes, QoS and retain flag, in recorded order and
+    at its recorded time (divided by --rate). Retained state the recording did not contain is left alone."""
+    from lunar_gs.services.recording import RecordingError, Replayer, ReplayReport, read_recording
+    from lunar_gs.services.runtime.bus import Bus, broker_speaks_mqtt5
+
+    configure_logging("warning", json=False)
+    url = broker or RuntimeSettings().broker or DEFAULT_BROKER
+    try:
+        # no Nagle delay: a message is on the wire when it is due, not when the next one fills a segment
+        bus = Bus(url, f"lgs-replay-{os.getpid()}", tcp_nodelay=True)
+        replayer = Replayer(bus, rate=rate, topics=topics or [], mission=mission)
+        recording = read_recording(file)
+    except (RecordingError, TopicError, ValueError) as exc:
+        _fail(str(exc))
+    if recording.truncated:
+        console.print(f"note: the last line of {file} was cut short and is left out",
+                      soft_wrap=True, markup=False)
+
+    async def session() -> ReplayReport:
+        main = asyncio.current_task()
+        assert main is not None
+        _stop_on_signals(main.cancel)
+        await broker_speaks_mqtt5(url)  # a broker that is not there: ConnectionError now, not a silent retry
+        async with bus:
+            try:
+                await bus.wait_connected(10)
+            except TimeoutError:
+                raise ConnectionError(f"cannot connect to the broker at {url}") from None
+            return await replayer.replay(recording)
+
+    interrupted = False
+    try:
+        report = asyncio.run(session())
+    except ConnectionError as exc:
+        _fail(str(exc), code=3)
+    except asyncio.CancelledError:
+        interrupted, report = True, replayer.progress
+    late = ("" if report.max_late_ms is None else
+            f"; lateness max {report.max_late_ms:.1f} ms, p99 {report.p99_late_ms:.1f} ms")
+    dropped = f"; {report.dropped} dropped by the bus" if report.dropped else ""
+    Console().print(
+        f"{'interrupted after' if interrupted else 'replayed'} {report.published} of {report.selected} "
+        f"selected messages ({report.recorded} recorded; {report.retained} retained; QoS 0/1/2: "
+        f"{report.by_qos[0]}/{report.by_qos[1]}/{report.by_qos[2]}) to "
+        f"mission {report.mission or recording.header.mission} at rate {report.rate:g} "
+        f"in {report.duration_s:.2f} s{late}{dropped}",
+        soft_wrap=True, markup=False,
+    )
+    raise typer.Exit(130 if interrupted else 1 if report.dropped else 0)
 
 
 if __name__ == "__main__":

@@ -14,26 +14,26 @@ from typing import Any
 
 import structlog
 
-from hardware_sim.backends import build_device
-from hardware_sim.hal import Device
-from protocols.nodes import Node, Side
-from protocols.system import ScenarioProgress, ScenarioState
-from protocols.topics import Topics
-from services.ascent_vehicle import AscentVehicleNode
-from services.device_node import DeviceNode
-from services.ground_control.archive import Archive
-from services.ground_control.report import write_report
-from services.ground_control.scenario import Phase, Scenario, load_scenario
-from services.ground_control.scenario_runner import ScenarioRunner
-from services.ground_control.service import GroundControl
-from services.instructor import Instructor
-from services.lander_arm import LanderArmNode
-from services.lander_drill import LanderDrillNode
-from services.mission import MissionProfile
-from services.relay_satellite import RelaySatellite
-from services.runtime.persistence import StateFile
-from services.runtime.service import ServiceRuntime
-from services.scenario_setup import apply_initial_conditions
+from lunar_gs.hardware_sim.backends import build_device
+from lunar_gs.hardware_sim.hal import Device
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.system import ScenarioProgress, ScenarioState
+from lunar_gs.protocols.topics import Topics
+from lunar_gs.services.ascent_vehicle import AscentVehicleNode
+from lunar_gs.services.device_node import DeviceNode
+from lunar_gs.services.ground_control.archive import Archive
+from lunar_gs.services.ground_control.report import write_report
+from lunar_gs.services.ground_control.scenario import Phase, Scenario, load_scenario
+from lunar_gs.services.ground_control.scenario_runner import ScenarioRunner
+from lunar_gs.services.ground_control.service import GroundControl
+from lunar_gs.services.instructor import Instructor
+from lunar_gs.services.lander_arm import LanderArmNode
+from lunar_gs.services.lander_drill import LanderDrillNode
+from lunar_gs.services.mission import MissionProfile
+from lunar_gs.services.relay_satellite import RelaySatellite
+from lunar_gs.services.runtime.persistence import StateFile
+from lunar_gs.services.runtime.service import ServiceRuntime
+from lunar_gs.services.scenario_setup import apply_initial_conditions
 
 DEVICES_OF: dict[Node, tuple[str, ...]] = {
     Node.LANDER_DRILL: ("drill",),

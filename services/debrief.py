@@ -52,10 +52,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from protocols.codec import DecodeError, JsonCodec
-from protocols.faults import CATALOGUE, FaultKind, FaultLayer, FaultRecord, TruthEntry
-from protocols.nodes import FAR_SIDE_NODES, Node
-from services.ground_control.scenario import format_mission_elapsed
+from lunar_gs.protocols.codec import DecodeError, JsonCodec
+from lunar_gs.protocols.faults import CATALOGUE, FaultKind, FaultLayer, FaultRecord, TruthEntry
+from lunar_gs.protocols.nodes import FAR_SIDE_NODES, Node
+from lunar_gs.services.ground_control.scenario import format_mission_elapsed
 
 if TYPE_CHECKING:
     from rich.console import Console

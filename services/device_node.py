@@ -13,23 +13,23 @@ from typing import Any
 from annotated_types import Ge, Le
 from pydantic import ValidationError
 
-from hardware_sim.hal import Device, DeviceCommandError, DeviceEvent
-from protocols.commands import (
+from lunar_gs.hardware_sim.hal import Device, DeviceCommandError, DeviceEvent
+from lunar_gs.protocols.commands import (
     Telecommand,
     UnknownCommand,
     describe_validation_error,
     parse_command_args,
 )
-from protocols.events import Event, RejectionCode, Severity
-from protocols.nodes import Node, Side
-from protocols.telemetry import Housekeeping
-from protocols.verification import FailureCode, Stage, VerificationReport
-from services.mission import Timing
-from services.node_faults import NodeFaults
-from services.runtime.bus import IncomingMessage
-from services.runtime.clock import Wakeup
-from services.runtime.persistence import StateFile
-from services.runtime.service import ServiceRuntime
+from lunar_gs.protocols.events import Event, RejectionCode, Severity
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.telemetry import Housekeeping
+from lunar_gs.protocols.verification import FailureCode, Stage, VerificationReport
+from lunar_gs.services.mission import Timing
+from lunar_gs.services.node_faults import NodeFaults
+from lunar_gs.services.runtime.bus import IncomingMessage
+from lunar_gs.services.runtime.clock import Wakeup
+from lunar_gs.services.runtime.persistence import StateFile
+from lunar_gs.services.runtime.service import ServiceRuntime
 
 _FAILURE_BY_DEVICE_CODE = {
     "wrong_mode": FailureCode.WRONG_MODE,

@@ -9,25 +9,25 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from hardware_sim.backends import build_device
-from hardware_sim.relay import SimRelayLink
-from protocols.faults import ARM_JOINTS, CATALOGUE, FaultLayer, FaultSpec, composes
-from protocols.nodes import Node
-from protocols.telemetry import (
+from lunar_gs.hardware_sim.backends import build_device
+from lunar_gs.hardware_sim.relay import SimRelayLink
+from lunar_gs.protocols.faults import ARM_JOINTS, CATALOGUE, FaultLayer, FaultSpec, composes
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.telemetry import (
     ArmHousekeeping,
     AscentHousekeeping,
     DrillHousekeeping,
     JointState,
     RelayHousekeeping,
 )
-from services.ground_control.scenario import (
+from lunar_gs.services.ground_control.scenario import (
     ExpectTmSpec,
     InjectFaultStep,
     Scenario,
     format_mission_elapsed,
 )
-from services.mission import MissionProfile
-from services.seeds import line_of
+from lunar_gs.services.mission import MissionProfile
+from lunar_gs.services.seeds import line_of
 
 HOUSEKEEPING_OF: dict[Node, type[BaseModel]] = {Node.LANDER_DRILL: DrillHousekeeping, Node.LANDER_ARM: ArmHousekeeping,
                    Node.ASCENT_VEHICLE: AscentHousekeeping, Node.RELAY_SATELLITE: RelayHousekeeping}

@@ -8,8 +8,8 @@ import contextlib
 import time
 import uuid
 
-from protocols.codec import DecodeError, get_codec
-from protocols.faults import (
+from lunar_gs.protocols.codec import DecodeError, get_codec
+from lunar_gs.protocols.faults import (
     ActiveFaults,
     FaultAction,
     FaultRecord,
@@ -18,9 +18,9 @@ from protocols.faults import (
     FaultVia,
     TruthEntry,
 )
-from protocols.nodes import Node
-from protocols.topics import Topics
-from services.runtime.bus import Bus, IncomingMessage
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.topics import Topics
+from lunar_gs.services.runtime.bus import Bus, IncomingMessage
 
 ANSWERS = (TruthEntry.ACCEPTED, TruthEntry.REJECTED)
 

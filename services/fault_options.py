@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from protocols.faults import FaultKind, FaultSpec
-from services.ground_control.scenario import _parse_duration, _parse_mission_time
+from lunar_gs.protocols.faults import FaultKind, FaultSpec
+from lunar_gs.services.ground_control.scenario import parse_duration, parse_mission_time
 
 _CONDITION = re.compile(r"^\s*([A-Za-z0-9-]+)\.([A-Za-z0-9_]+)\s*(==|!=|<=|>=|<|>)\s*(.+?)\s*$")
 
@@ -44,12 +44,12 @@ def spec_from_options(kind: str, target: str, params: list[str], *, duration: st
     trigger: dict[str, Any] = {}
     try:
         if at is not None:
-            trigger["at"] = _parse_mission_time(at)
+            trigger["at"] = parse_mission_time(at)
         if after is not None:
-            trigger["after"] = _parse_duration(_value(after))
+            trigger["after"] = parse_duration(_value(after))
         if before_los is not None:
-            trigger["before_los"] = _parse_duration(_value(before_los))
-        spec_duration = _parse_duration(_value(duration)) if duration is not None else None
+            trigger["before_los"] = parse_duration(_value(before_los))
+        spec_duration = parse_duration(_value(duration)) if duration is not None else None
     except ValueError as exc:
         raise FaultOptionError(str(exc)) from None
     if when is not None:

@@ -21,11 +21,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hardware_sim.backends import build_device
-from hardware_sim.relay import SimRelayLink
-from protocols.codec import DecodeError
-from protocols.events import EVENT_STREAM, Event, RejectionCode
-from protocols.faults import (
+from lunar_gs.hardware_sim.backends import build_device
+from lunar_gs.hardware_sim.relay import SimRelayLink
+from lunar_gs.protocols.codec import DecodeError
+from lunar_gs.protocols.events import EVENT_STREAM, Event, RejectionCode
+from lunar_gs.protocols.faults import (
     ActiveFault,
     ActiveFaults,
     FaultAction,
@@ -42,16 +42,16 @@ from protocols.faults import (
     TruthEntry,
     composes,
 )
-from protocols.nodes import Node, Side
-from protocols.system import ScenarioProgress, ServiceState, ServiceStatus
-from protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping
-from protocols.topics import Channel
-from services.ground_control.scenario import compare
-from services.mission import MissionProfile
-from services.runtime.bus import IncomingMessage
-from services.runtime.clock import Wakeup
-from services.runtime.persistence import StateFile
-from services.runtime.service import ServiceRuntime
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.system import ScenarioProgress, ServiceState, ServiceStatus
+from lunar_gs.protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping
+from lunar_gs.protocols.topics import Channel
+from lunar_gs.services.ground_control.scenario import compare
+from lunar_gs.services.mission import MissionProfile
+from lunar_gs.services.runtime.bus import IncomingMessage
+from lunar_gs.services.runtime.clock import Wakeup
+from lunar_gs.services.runtime.persistence import StateFile
+from lunar_gs.services.runtime.service import ServiceRuntime
 
 FAR_SIDE_TM = (DrillHousekeeping, ArmHousekeeping, AscentHousekeeping)
 

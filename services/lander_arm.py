@@ -7,16 +7,16 @@ lander's own (space-side) bus, as the lander's internal data bus would carry the
 import math
 from typing import Any
 
-from hardware_sim.hal import Arm, DeviceEvent, Flag, Power, SampleContainer
-from protocols.commands import JointArg, SampleSites, SetHeaters, SwitchEncoder
-from protocols.events import EVENT_STREAM, Event
-from protocols.nodes import Node
-from protocols.telemetry import ArmHousekeeping, DrillHousekeeping, Housekeeping
-from protocols.topics import Channel
-from services.device_node import CommandBinding, DeviceNode
-from services.mission import Timing
-from services.runtime.bus import IncomingMessage
-from services.runtime.service import ServiceRuntime
+from lunar_gs.hardware_sim.hal import Arm, DeviceEvent, Flag, Power, SampleContainer
+from lunar_gs.protocols.commands import JointArg, SampleSites, SetHeaters, SwitchEncoder
+from lunar_gs.protocols.events import EVENT_STREAM, Event
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.telemetry import ArmHousekeeping, DrillHousekeeping, Housekeeping
+from lunar_gs.protocols.topics import Channel
+from lunar_gs.services.device_node import CommandBinding, DeviceNode
+from lunar_gs.services.mission import Timing
+from lunar_gs.services.runtime.bus import IncomingMessage
+from lunar_gs.services.runtime.service import ServiceRuntime
 
 ARM, CONTAINER, FLAG, POWER = "arm", "container", "flag", "power"
 DRILL_LOAD_PERIOD_S = 5.0

@@ -3,16 +3,16 @@
 from dataclasses import fields
 from typing import Any
 
-from hardware_sim.hal import Drill
-from protocols.commands import DrillToDepth, Retract, SetPercussion
-from protocols.events import EVENT_STREAM, Event
-from protocols.nodes import Node
-from protocols.telemetry import DrillHousekeeping, Housekeeping
-from protocols.topics import Channel
-from services.device_node import CommandBinding, DeviceNode
-from services.mission import Timing
-from services.runtime.bus import IncomingMessage
-from services.runtime.service import ServiceRuntime
+from lunar_gs.hardware_sim.hal import Drill
+from lunar_gs.protocols.commands import DrillToDepth, Retract, SetPercussion
+from lunar_gs.protocols.events import EVENT_STREAM, Event
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.telemetry import DrillHousekeeping, Housekeeping
+from lunar_gs.protocols.topics import Channel
+from lunar_gs.services.device_node import CommandBinding, DeviceNode
+from lunar_gs.services.mission import Timing
+from lunar_gs.services.runtime.bus import IncomingMessage
+from lunar_gs.services.runtime.service import ServiceRuntime
 
 DRILL = "drill"
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from hardware_sim.backends import BackendConfigError, build_device
-from protocols.events import Severity
-from protocols.nodes import Node
-from services.seeds import SeedError, line_of, load_yaml_model
+from lunar_gs.hardware_sim.backends import BackendConfigError, build_device
+from lunar_gs.protocols.events import Severity
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.seeds import SeedError, line_of, load_yaml_model
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
 DEFAULT_MISSION_FILE = SEEDS_DIR / "mission.yaml"

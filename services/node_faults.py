@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Protocol
 
-from hardware_sim.faults import FaultHost, FaultNotApplicable, ModelFault, Symptom
-from hardware_sim.hal import Device
-from hardware_sim.sensor_faults import SensorFaults
-from protocols.faults import (
+from lunar_gs.hardware_sim.faults import FaultHost, FaultNotApplicable, ModelFault, Symptom
+from lunar_gs.hardware_sim.hal import Device
+from lunar_gs.hardware_sim.sensor_faults import SensorFaults
+from lunar_gs.protocols.faults import (
     CATALOGUE,
     FaultEffect,
     FaultKind,
@@ -27,9 +27,9 @@ from protocols.faults import (
     parse_fault_params,
     parse_target,
 )
-from protocols.nodes import Node
-from services.runtime.bus import IncomingMessage
-from services.runtime.service import ServiceRuntime
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.runtime.bus import IncomingMessage
+from lunar_gs.services.runtime.service import ServiceRuntime
 
 CRASH_EXIT_CODE = 70
 """Exit status of a process killed by a `service.crash` fault (EX_SOFTWARE): a supervisor restarts it."""

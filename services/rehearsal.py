@@ -21,17 +21,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from protocols.codec import DecodeError, get_codec
-from protocols.events import Alarm, AlarmState
-from protocols.nodes import Node, Side
-from protocols.system import ClockState, ScenarioProgress, ScenarioState
-from protocols.topics import Channel, Topics, validate_mission
-from services.debrief import write_debrief
-from services.drill_check import check_drill
-from services.ground_control.scenario import format_mission_elapsed, load_scenario
-from services.mission import load_mission
-from services.runtime.broker import start_broker
-from services.runtime.bus import Bus, IncomingMessage
+from lunar_gs.protocols.codec import DecodeError, get_codec
+from lunar_gs.protocols.events import Alarm, AlarmState
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.system import ClockState, ScenarioProgress, ScenarioState
+from lunar_gs.protocols.topics import Channel, Topics, validate_mission
+from lunar_gs.services.debrief import write_debrief
+from lunar_gs.services.drill_check import check_drill
+from lunar_gs.services.ground_control.scenario import format_mission_elapsed, load_scenario
+from lunar_gs.services.mission import load_mission
+from lunar_gs.services.runtime.broker import start_broker
+from lunar_gs.services.runtime.bus import Bus, IncomingMessage
 
 START_ORDER = (Node.INSTRUCTOR, Node.RELAY_SATELLITE, Node.LANDER_DRILL, Node.LANDER_ARM, Node.ASCENT_VEHICLE,
                Node.GROUND_CONTROL)
@@ -142,7 +142,7 @@ class Rehearsal:
     def _child(self, node: Node, url: str, broker_kind: str) -> _Child:
         # every service reads the scenario: nodes for a drill's initial conditions, the instructor for its
         # fault script, ground control to run it
-        argv = [sys.executable, "-m", "services.cli", "run", str(node), "--mission", self.mission,
+        argv = [sys.executable, "-m", "lunar_gs.services.cli", "run", str(node), "--mission", self.mission,
                 "--broker", url, "--seed", str(self.seed), "--rate", str(self.rate),
                 "--mission-file", str(self.mission_file), "--state-dir", str(self.report_dir / "state"),
                 "--scenario", str(self.scenario), "--report", str(self.report_dir)]

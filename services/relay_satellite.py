@@ -17,23 +17,23 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from hardware_sim.faults import FaultNotApplicable, ModelFault, Symptom
-from hardware_sim.hal import RelayLink
-from hardware_sim.link_faults import Copy, LinkFaults
-from protocols.codec import Message, excerpt
-from protocols.commands import Telecommand
-from protocols.delivery import DeliveryReceipt
-from protocols.events import Alarm, Event, Rejection, RejectionCode, Severity
-from protocols.nodes import FAR_SIDE_NODES, Node, Side
-from protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping, RelayHousekeeping
-from protocols.topics import Channel, TopicError
-from protocols.verification import VerificationReport
-from services.mission import Timing
-from services.node_faults import NodeFaults
-from services.runtime.bus import IncomingMessage
-from services.runtime.clock import Wakeup
-from services.runtime.persistence import StateFile
-from services.runtime.service import ServiceRuntime
+from lunar_gs.hardware_sim.faults import FaultNotApplicable, ModelFault, Symptom
+from lunar_gs.hardware_sim.hal import RelayLink
+from lunar_gs.hardware_sim.link_faults import Copy, LinkFaults
+from lunar_gs.protocols.codec import Message, excerpt
+from lunar_gs.protocols.commands import Telecommand
+from lunar_gs.protocols.delivery import DeliveryReceipt
+from lunar_gs.protocols.events import Alarm, Event, Rejection, RejectionCode, Severity
+from lunar_gs.protocols.nodes import FAR_SIDE_NODES, Node, Side
+from lunar_gs.protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping, RelayHousekeeping
+from lunar_gs.protocols.topics import Channel, TopicError
+from lunar_gs.protocols.verification import VerificationReport
+from lunar_gs.services.mission import Timing
+from lunar_gs.services.node_faults import NodeFaults
+from lunar_gs.services.runtime.bus import IncomingMessage
+from lunar_gs.services.runtime.clock import Wakeup
+from lunar_gs.services.runtime.persistence import StateFile
+from lunar_gs.services.runtime.service import ServiceRuntime
 
 _EXPECTED: dict[Channel, tuple[type[Message], ...]] = {
     Channel.TM: (DrillHousekeeping, ArmHousekeeping, AscentHousekeeping),

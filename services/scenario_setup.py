@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from hardware_sim.hal import Device
-from protocols.nodes import Node
-from services.ground_control.scenario import InitialConditions
+from lunar_gs.hardware_sim.hal import Device
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.ground_control.scenario import InitialConditions
 
 NOT_CALLABLE = frozenset({"advance", "drain_events", "active", "state", "drain_symptoms", "inject_fault",
                           "clear_fault", "active_faults"})

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import pytest
 
-from services.runtime.broker import EmbeddedBrokerProcess, MosquittoProcess, mosquitto_binary
+from lunar_gs.services.runtime.broker import EmbeddedBrokerProcess, MosquittoProcess, mosquitto_binary
 
 
 class BrokerLike(Protocol):
@@ -62,3 +62,9 @@ def broker(request: pytest.FixtureRequest) -> BrokerLike:
 def mission() -> str:
     """A mission name unique to this test, so tests sharing a broker never see each other's messages."""
     return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def lunar_broker(mosquitto_session: MosquittoProcess) -> MosquittoProcess:
+    """The test kit's plugin fixture, pointed at the session's private Mosquitto (one broker, not two)."""
+    return mosquitto_session

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from protocols.codec import Message
+from lunar_gs.protocols.codec import Message
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tm (

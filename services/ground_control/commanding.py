@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from protocols.verification import FailureCode, Stage, VerificationReport
+from lunar_gs.protocols.verification import FailureCode, Stage, VerificationReport
 
 
 class CommandState(StrEnum):

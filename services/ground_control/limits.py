@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 from typing import Any
 
-from protocols.events import AlarmState
-from services.mission import Limit
+from lunar_gs.protocols.events import AlarmState
+from lunar_gs.services.mission import Limit
 
 
 @dataclass(frozen=True)

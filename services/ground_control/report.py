@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from protocols.nodes import Node
-from services.ground_control.scenario import format_mission_elapsed
-from services.ground_control.scenario_runner import ScenarioResult
-from services.ground_control.service import GroundControl
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.ground_control.scenario import format_mission_elapsed
+from lunar_gs.services.ground_control.scenario_runner import ScenarioResult
+from lunar_gs.services.ground_control.service import GroundControl
 
 
 def _utc(seconds: float) -> str:

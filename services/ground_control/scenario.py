@@ -34,16 +34,16 @@ from pydantic import (
     model_validator,
 )
 
-from protocols.commands import ArgValue, UnknownCommand, describe_validation_error, parse_command_args
-from protocols.faults import FaultSpec
-from protocols.nodes import Node
-from services.seeds import load_yaml_model
+from lunar_gs.protocols.commands import ArgValue, UnknownCommand, describe_validation_error, parse_command_args
+from lunar_gs.protocols.faults import FaultSpec
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.seeds import load_yaml_model
 
 _DURATION = re.compile(r"^(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
 _MISSION_TIME = re.compile(r"^T\+(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
 
 
-def _parse_duration(value: Any) -> float:
+def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is seconds or H:MM:SS, not a boolean")
     if isinstance(value, int | float):
@@ -56,15 +56,15 @@ def _parse_duration(value: Any) -> float:
     raise ValueError(f"{value!r} is not a duration: use seconds or H:MM:SS")
 
 
-def _parse_mission_time(value: Any) -> float:
+def parse_mission_time(value: Any) -> float:
     if isinstance(value, str) and (match := _MISSION_TIME.match(value.strip())):
         hours, minutes, seconds = match.groups()
         return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     raise ValueError(f"{value!r} is not a mission time: use T+H:MM:SS from the mission epoch")
 
 
-Duration = Annotated[float, BeforeValidator(_parse_duration)]
-MissionTime = Annotated[float, BeforeValidator(_parse_mission_time)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+MissionTime = Annotated[float, BeforeValidator(parse_mission_time)]
 """Seconds after the mission epoch."""
 
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from protocols.events import AlarmState
-from protocols.faults import FaultAction, FaultRequest, FaultSpec, FaultVia
-from services.ground_control.commanding import CommandState, TrackedCommand
-from services.ground_control.scenario import (
+from lunar_gs.protocols.events import AlarmState
+from lunar_gs.protocols.faults import FaultAction, FaultRequest, FaultSpec, FaultVia
+from lunar_gs.services.ground_control.commanding import CommandState, TrackedCommand
+from lunar_gs.services.ground_control.scenario import (
     ClearFaultStep,
     ExpectEventSpec,
     ExpectEventStep,
@@ -37,7 +37,7 @@ from services.ground_control.scenario import (
     describe_step,
     format_mission_elapsed,
 )
-from services.ground_control.service import GroundControl
+from lunar_gs.services.ground_control.service import GroundControl
 
 RESPONSE_WATCH_S = 30 * 86400.0
 """How far ahead (simulated) a response watcher waits for its symptom: longer than any scenario."""

@@ -10,26 +10,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from protocols.commands import ArgValue, Telecommand
-from protocols.events import EVENT_STREAM, Alarm, AlarmState, Event, Rejection, RejectionCode, Severity
-from protocols.nodes import FAR_SIDE_NODES, Node, Side
-from protocols.system import ClockState, ScenarioProgress, ServiceState, ServiceStatus
-from protocols.telemetry import (
+from lunar_gs.protocols.commands import ArgValue, Telecommand
+from lunar_gs.protocols.events import EVENT_STREAM, Alarm, AlarmState, Event, Rejection, RejectionCode, Severity
+from lunar_gs.protocols.nodes import FAR_SIDE_NODES, Node, Side
+from lunar_gs.protocols.system import ClockState, ScenarioProgress, ServiceState, ServiceStatus
+from lunar_gs.protocols.telemetry import (
     ArmHousekeeping,
     AscentHousekeeping,
     DrillHousekeeping,
     RelayHousekeeping,
 )
-from protocols.topics import Channel, TopicError
-from protocols.verification import VerificationReport
-from services.ground_control.archive import Archive
-from services.ground_control.commanding import CommandBook, TrackedCommand
-from services.ground_control.limits import LimitChecker
-from services.mission import MissionProfile
-from services.runtime.bus import IncomingMessage
-from services.runtime.clock import ClockMaster, Wakeup
-from services.runtime.persistence import StateFile
-from services.runtime.service import ServiceRuntime
+from lunar_gs.protocols.topics import Channel, TopicError
+from lunar_gs.protocols.verification import VerificationReport
+from lunar_gs.services.ground_control.archive import Archive
+from lunar_gs.services.ground_control.commanding import CommandBook, TrackedCommand
+from lunar_gs.services.ground_control.limits import LimitChecker
+from lunar_gs.services.mission import MissionProfile
+from lunar_gs.services.runtime.bus import IncomingMessage
+from lunar_gs.services.runtime.clock import ClockMaster, Wakeup
+from lunar_gs.services.runtime.persistence import StateFile
+from lunar_gs.services.runtime.service import ServiceRuntime
 
 HOUSEKEEPING = (DrillHousekeeping, ArmHousekeeping, AscentHousekeeping, RelayHousekeeping)
 DEFAULT_ONE_WAY_DELAY_S = 1.34

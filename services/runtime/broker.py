@@ -5,7 +5,7 @@ a private Mosquitto on a free loopback port when the binary is installed; else t
 (MQTT 3.1.1 only, the fallback). Every broker we start listens on 127.0.0.1 only.
 
 `MosquittoProcess` and `EmbeddedBrokerProcess` are synchronous (a child process) so that pytest fixtures
-need no event loop and tests can kill and restart the broker. `python -m services.runtime.broker --port N`
+need no event loop and tests can kill and restart the broker. `python -m lunar_gs.services.runtime.broker --port N`
 runs the embedded broker until SIGTERM/SIGINT.
 """
 
@@ -24,18 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from services.runtime.bus import parse_mqtt_url
-from services.runtime.logging import get_logger, quiet_loggers
+from lunar_gs.services.runtime.bus import parse_mqtt_url
+from lunar_gs.services.runtime.logging import get_logger, quiet_loggers
 
 LOOPBACK = "127.0.0.1"
 _MOSQUITTO_FALLBACK = "/usr/sbin/mosquitto"
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 log = get_logger(component="broker")
 
@@ -207,11 +206,14 @@ class MosquittoProcess(_ChildBroker):
 
     kind = "mosquitto"
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(self, port: int | None = None, binary: str | None = None,
+                 extra_config: Sequence[str] = ()) -> None:
         found = binary or mosquitto_binary()
         if found is None:
             raise FileNotFoundError("mosquitto is not installed (looked on PATH and at /usr/sbin/mosquitto)")
         self.binary = found
+        self.extra_config = list(extra_config)
+        """More mosquitto.conf lines, e.g. `set_tcp_nodelay true`."""
         super().__init__(port)
 
     def _command(self, workdir: Path) -> list[str]:
@@ -231,6 +233,7 @@ class MosquittoProcess(_ChildBroker):
                     "log_type notice",
                     "log_timestamp_format %Y-%m-%dT%H:%M:%S",
                     "max_queued_messages 100000",
+                    *self.extra_config,
                     "",
                 ]
             )
@@ -239,17 +242,12 @@ class MosquittoProcess(_ChildBroker):
 
 
 class EmbeddedBrokerProcess(_ChildBroker):
-    """The embedded amqtt broker in a child Python process (`python -m services.runtime.broker`)."""
+    """The embedded amqtt broker in a child Python process (`python -m lunar_gs.services.runtime.broker`)."""
 
     kind = "embedded"
 
     def _command(self, workdir: Path) -> list[str]:
-        return [sys.executable, "-m", "services.runtime.broker", "--port", str(self.port)]
-
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT), env.get("PYTHONPATH")) if p)
-        return env
+        return [sys.executable, "-m", "lunar_gs.services.runtime.broker", "--port", str(self.port)]
 
 
 def amqtt_config(port: int) -> dict[str, Any]:
@@ -327,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the embedded amqtt broker on 127.0.0.1 until SIGTERM.")
     parser.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     args = parser.parse_args(argv)
-    from services.runtime.logging import configure_logging
+    from lunar_gs.services.runtime.logging import configure_logging
 
     configure_logging("warning")
     logging.getLogger("amqtt").setLevel(logging.ERROR)  # its shutdown noise is not ours to report

@@ -1,4 +1,4 @@
-"""The message bus: the only MQTT code in Lunar GS (aiomqtt, MQTT 3.1.1).
+"""The message bus: the only MQTT code in Lunar GS (aiomqtt, MQTT 3.1.1; MQTT 5 on request).
 
 A `Bus` is an async context manager that owns one long-lived, self-healing MQTT connection:
 
@@ -17,6 +17,10 @@ A `Bus` is an async context manager that owns one long-lived, self-healing MQTT 
   connection moves messages into the bus's own bounded queue; one long-lived dispatcher task calls every
   handler whose filter matches, in arrival order. Handlers are never cancelled by a reconnect, and a
   handler that raises is logged, counted and reported to `on_handler_error`; it never stops the bus.
+* **MQTT 5, opt-in.** `Bus(..., mqtt5=True)` connects with MQTT 5 so that a subscription can ask for
+  "retain as published" (a live retained publish then arrives with retain=1, as the recorder needs). It
+  is a convenience only, never meaning: brokers that speak only 3.1.1 (the embedded amqtt) refuse it, which
+  `broker_speaks_mqtt5` finds out beforehand.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import itertools
 import logging
 import random
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,8 +38,9 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 import structlog
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from services.runtime.logging import get_logger
+from lunar_gs.services.runtime.logging import get_logger
 
 DEFAULT_PORT: Final = 1883
 MAX_PAYLOAD_BYTES: Final = 268_435_455  # the MQTT limit (remaining length)
@@ -134,6 +140,9 @@ class _Subscription:
     handler: Handler
 
 
+SubscribeRequest = list[tuple[str, int]] | list[tuple[str, SubscribeOptions]]
+
+
 class _Closing(Exception):
     """Raised inside the connection task group to end it when the bus closes."""
 
@@ -170,7 +179,10 @@ class Bus:
 
     Extra keyword arguments beyond the core API: `max_inflight` (QoS >= 1 publishes awaiting their PUBACK
     concurrently), `keepalive` (seconds; detects half-open links), `clean_session` (False keeps the
-    broker-side session and its queued QoS >= 1 messages across reconnects of the same `client_id`).
+    broker-side session and its queued QoS >= 1 messages across reconnects of the same `client_id`),
+    `mqtt5` (connect with MQTT 5, needed by `subscribe(..., retain_as_published=True)`; with a clean
+    session only), `tcp_nodelay` (turn Nagle's algorithm off: each small publish goes out at once instead
+    of waiting, up to the peer's 40 ms delayed ACK, to share a segment; for timing-faithful replay).
     """
 
     def __init__(
@@ -189,8 +201,12 @@ class Bus:
         max_inflight: int = 64,
         keepalive: int = 30,
         clean_session: bool = True,
+        mqtt5: bool = False,
+        tcp_nodelay: bool = False,
     ) -> None:
         self._host, self._port = parse_mqtt_url(url)
+        if mqtt5 and not clean_session:
+            raise ValueError("mqtt5 needs clean_session=True (a persistent MQTT 5 session is not supported)")
         if not client_id:
             raise ValueError("client_id must be a non-empty string")
         if max_outbox < 1 or max_incoming < 1 or max_inflight < 1:
@@ -210,6 +226,8 @@ class Bus:
         self._reconnect_max_s = reconnect_max_s
         self._keepalive = keepalive
         self._clean_session = clean_session
+        self.mqtt5 = mqtt5
+        self._tcp_nodelay = tcp_nodelay
         self._on_connect = on_connect
         self._on_handler_error = on_handler_error
         self._on_disconnect = on_disconnect
@@ -221,6 +239,7 @@ class Bus:
         self._matches: dict[str, tuple[_Subscription, ...]] = {}
         self._unstarted_sends = 0  # send tasks created but not yet started (see _publisher)
         self._filters: dict[str, int] = {}  # filter -> highest requested QoS
+        self._retain_as_published: set[str] = set()  # filters subscribed with that MQTT 5 option
         self._outbox: deque[_Outgoing] = deque()
         self._outbox_qos0 = 0  # QoS 0 entries in the outbox, to skip the scan when there are none
         self._inflight: dict[int, _Outgoing] = {}
@@ -244,15 +263,27 @@ class Bus:
         """True while connected and subscribed."""
         return self._connected.is_set()
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Call `handler` for every message matching `topic_filter` (MQTT wildcards `+` and `#`)."""
+    def subscribe(
+        self, topic_filter: str, handler: Handler, qos: int = 1, *, retain_as_published: bool = False
+    ) -> None:
+        """Call `handler` for every message matching `topic_filter` (MQTT wildcards `+` and `#`).
+
+        `retain_as_published` (MQTT 5 only, see `mqtt5`): messages keep the retain flag their publisher
+        set; otherwise, as in MQTT 3.1.1, only retained messages sent at subscription time have it.
+        """
         _check_qos(qos)
+        if retain_as_published and not self.mqtt5:
+            raise ValueError("retain_as_published needs an MQTT 5 bus (Bus(..., mqtt5=True))")
         wildcard = aiomqtt.Wildcard(topic_filter)  # raises ValueError on a malformed filter
         self._subscriptions.append(_Subscription(topic_filter, wildcard, handler))
         self._matches = {}
         previous = self._filters.get(topic_filter)
-        if previous is not None and previous >= qos:
+        new_option = retain_as_published and topic_filter not in self._retain_as_published
+        if retain_as_published:
+            self._retain_as_published.add(topic_filter)
+        if previous is not None and previous >= qos and not new_option:
             return
+        qos = max(qos, previous or 0)
         self._filters[topic_filter] = qos
         client = self._client
         if client is not None:  # connected: subscribe now; otherwise the next connect does it
@@ -388,12 +419,16 @@ class Bus:
             self._port,
             identifier=self.client_id,
             will=will,
-            clean_session=self._clean_session,
+            # MQTT 5 has clean_start instead (aiomqtt's default, a clean start on the first connection:
+            # with no session expiry the broker keeps nothing anyway)
+            protocol=aiomqtt.ProtocolVersion.V5 if self.mqtt5 else None,
+            clean_session=None if self.mqtt5 else self._clean_session,
             keepalive=self._keepalive,
             max_queued_incoming_messages=self._max_incoming,
             queue_type=_counting_queue(self._incoming_overflowed),
             logger=_AIOMQTT_LOGGER,
             max_inflight_messages=self._max_inflight,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)] if self._tcp_nodelay else None,
         )
         client.pending_calls_threshold = self._max_inflight + 16  # aiomqtt warns above this
         try:
@@ -425,13 +460,21 @@ class Bus:
     async def _subscribe_all(self, client: aiomqtt.Client) -> None:
         done: set[str] = set()
         while todo := [(f, q) for f, q in self._filters.items() if f not in done]:
-            granted = await client.subscribe(todo)
+            granted = await client.subscribe(self._subscribe_request(todo))
             self._check_granted(todo, granted)
             done.update(f for f, _ in todo)
 
+    def _subscribe_request(self, filters: list[tuple[str, int]]) -> SubscribeRequest:
+        """paho's list form: (filter, qos) in MQTT 3.1.1, (filter, SubscribeOptions) in MQTT 5."""
+        if not self.mqtt5:
+            return filters
+        return [
+            (f, SubscribeOptions(qos=q, retainAsPublished=f in self._retain_as_published)) for f, q in filters
+        ]
+
     async def _subscribe_live(self, client: aiomqtt.Client, topic_filter: str, qos: int) -> None:
         try:
-            granted = await client.subscribe(topic_filter, qos)
+            granted = await client.subscribe(self._subscribe_request([(topic_filter, qos)]))
         except aiomqtt.MqttError as exc:  # the link dropped: the reconnect subscribes again
             self._log.warning("subscribe_deferred", topic_filter=topic_filter, reason=_describe(exc))
             return
@@ -603,6 +646,32 @@ class Bus:
         task = asyncio.get_running_loop().create_task(run())
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
+
+
+async def broker_speaks_mqtt5(url: str, timeout: float = 5.0) -> bool:
+    """Whether the broker at `url` accepts an MQTT 5 connection (one short connection, nothing else).
+
+    False when it refuses MQTT 5 but accepts 3.1.1 (e.g. the embedded amqtt); ConnectionError, naming the
+    URL, when it accepts neither (not running, wrong port) or does not answer within `timeout` seconds.
+    """
+    host, port = parse_mqtt_url(url)
+
+    async def refusal(protocol: aiomqtt.ProtocolVersion) -> BaseException | None:
+        identifier = f"lgs-probe-{random.getrandbits(48):012x}"
+        try:
+            async with asyncio.timeout(timeout):
+                async with aiomqtt.Client(host, port, identifier=identifier, protocol=protocol,
+                                          timeout=timeout, logger=_AIOMQTT_LOGGER):
+                    return None
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            return exc
+
+    if await refusal(aiomqtt.ProtocolVersion.V5) is None:
+        return True
+    error = await refusal(aiomqtt.ProtocolVersion.V311)
+    if error is None:
+        return False
+    raise ConnectionError(f"cannot connect to the broker at {url}: {_describe(error) or 'no answer'}")
 
 
 def _counting_queue(on_full: Callable[[], None]) -> type[asyncio.Queue[aiomqtt.Message]]:

@@ -10,8 +10,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from protocols.nodes import Node
-from protocols.system import ClockState
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.system import ClockState
 
 WallClock = Callable[[], float]
 

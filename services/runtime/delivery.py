@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocols.nodes import Node
+from lunar_gs.protocols.nodes import Node
 
 Monotonic = Callable[[], float]
 

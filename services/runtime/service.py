@@ -13,17 +13,17 @@ from typing import Any, TypeVar
 
 import structlog
 
-from protocols.codec import DecodeError, Message, excerpt, get_codec
-from protocols.delivery import RELIABLE_RECEIVERS, DeliveryReceipt
-from protocols.envelope import Envelope
-from protocols.events import Rejection, RejectionCode
-from protocols.nodes import Node, Side
-from protocols.system import ClockState, ServiceState, ServiceStatus
-from protocols.topics import Channel, Topics
-from services import __version__
-from services.runtime.bus import Bus, IncomingMessage, Will
-from services.runtime.clock import SimClock
-from services.runtime.delivery import DeliveryOutbox, DeliveryRecord
+from lunar_gs.protocols.codec import DecodeError, Message, excerpt, get_codec
+from lunar_gs.protocols.delivery import RELIABLE_RECEIVERS, DeliveryReceipt
+from lunar_gs.protocols.envelope import Envelope
+from lunar_gs.protocols.events import Rejection, RejectionCode
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.system import ClockState, ServiceState, ServiceStatus
+from lunar_gs.protocols.topics import Channel, Topics
+from lunar_gs.services import __version__
+from lunar_gs.services.runtime.bus import Bus, IncomingMessage, Will
+from lunar_gs.services.runtime.clock import SimClock
+from lunar_gs.services.runtime.delivery import DeliveryOutbox, DeliveryRecord
 
 RECEIPT_PERIOD_S = 0.1
 """Wall seconds between receipts for a stream that keeps arriving (receipts are cumulative)."""

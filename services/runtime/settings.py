@@ -14,9 +14,9 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from protocols.codec import get_codec
-from protocols.topics import validate_mission
-from services.runtime.bus import parse_mqtt_url
+from lunar_gs.protocols.codec import get_codec
+from lunar_gs.protocols.topics import validate_mission
+from lunar_gs.services.runtime.bus import parse_mqtt_url
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 

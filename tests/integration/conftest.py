@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from protocols.codec import JsonCodec
-from protocols.faults import FaultRecord
-from protocols.nodes import Node
-from protocols.system import ClockState, ServiceState, ServiceStatus
-from protocols.topics import Topics
-from services.runtime.broker import MosquittoProcess
+from lunar_gs.protocols.codec import JsonCodec
+from lunar_gs.protocols.faults import FaultRecord
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.system import ClockState, ServiceState, ServiceStatus
+from lunar_gs.protocols.topics import Topics
+from lunar_gs.services.runtime.broker import MosquittoProcess
 from tests.integration.kit import Listener, ServiceProcess
 
 DEFAULT_FUZZ_MESSAGES = 10_000
@@ -88,7 +88,7 @@ class RunningMission:
         return [r for r in records if isinstance(r, FaultRecord)]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "services.cli", *args, "--mission", self.mission,
+        return subprocess.run([sys.executable, "-m", "lunar_gs.services.cli", *args, "--mission", self.mission,
                                "--broker", self.url], capture_output=True, text=True, timeout=60)
 
 

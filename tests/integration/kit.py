@@ -18,10 +18,10 @@ from typing import Any
 
 import yaml
 
-from protocols.codec import DecodeError, JsonCodec, Message
-from protocols.nodes import Node
-from services.mission import DEFAULT_MISSION_FILE
-from services.runtime.bus import Bus, IncomingMessage
+from lunar_gs.protocols.codec import DecodeError, JsonCodec, Message
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.mission import DEFAULT_MISSION_FILE
+from lunar_gs.services.runtime.bus import Bus, IncomingMessage
 
 CODEC = JsonCodec()
 
@@ -31,7 +31,7 @@ class ServiceProcess:
 
     def __init__(self, node: Node, url: str, mission: str, log_dir: Path, *extra: str) -> None:
         self.node = node
-        self.argv = [sys.executable, "-m", "services.cli", "run", str(node), "--mission", mission,
+        self.argv = [sys.executable, "-m", "lunar_gs.services.cli", "run", str(node), "--mission", mission,
                      "--broker", url, *extra]
         self.log_path = log_dir / f"{node}.log"
         self.process: subprocess.Popen[bytes] | None = None

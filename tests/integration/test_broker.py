@@ -8,15 +8,15 @@ import socket
 import psutil
 import pytest
 
-from services.runtime import broker as broker_module
-from services.runtime.broker import (
+from lunar_gs.services.runtime import broker as broker_module
+from lunar_gs.services.runtime.broker import (
     EmbeddedBrokerProcess,
     MosquittoProcess,
     free_port,
     start_broker,
     wait_for_port,
 )
-from services.runtime.bus import Bus, IncomingMessage, parse_mqtt_url
+from lunar_gs.services.runtime.bus import Bus, IncomingMessage, parse_mqtt_url
 
 pytestmark = pytest.mark.integration
 

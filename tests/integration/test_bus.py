@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.broker import MosquittoProcess, mosquitto_binary
-from services.runtime.bus import Bus, IncomingMessage, Will
+from lunar_gs.services.runtime.broker import MosquittoProcess, mosquitto_binary
+from lunar_gs.services.runtime.bus import Bus, IncomingMessage, Will
 from tests.conftest import BrokerLike
 
 pytestmark = pytest.mark.integration
@@ -212,7 +212,7 @@ async def test_qos0_while_disconnected_is_dropped_and_counted(
 
 CHILD_WITH_WILL = """
 import asyncio, sys
-from services.runtime.bus import Bus, Will
+from lunar_gs.services.runtime.bus import Bus, Will
 
 async def main() -> None:
     url, topic = sys.argv[1], sys.argv[2]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.mission import SEEDS_DIR
-from services.runtime.broker import MosquittoProcess
+from lunar_gs.services.mission import SEEDS_DIR
+from lunar_gs.services.runtime.broker import MosquittoProcess
 
 pytestmark = pytest.mark.integration
 DRILLS = sorted(p.stem for p in (SEEDS_DIR / "drills").glob("*.yaml"))
@@ -22,7 +22,7 @@ RATE = "1000"
 
 def rehearse(drill: str, report: Path, broker: str, mission: str, *extra: str) -> tuple[int, dict, str]:
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "rehearse", str(SEEDS_DIR / "drills" / f"{drill}.yaml"),
+        [sys.executable, "-m", "lunar_gs.services.cli", "rehearse", str(SEEDS_DIR / "drills" / f"{drill}.yaml"),
          "--rate", RATE, "--seed", "5", "--broker", broker, "--mission", mission, "--report", str(report),
          *extra], capture_output=True, text=True, timeout=300)
     path = report / "report.json"
@@ -35,7 +35,7 @@ def test_there_are_seven_drills_and_each_checks_clean() -> None:
     for drill in ("drill-stall", "relay-outage", "arm-encoder", "seal-leak", "thrust-deficit",
                   "battery-undervoltage", "two-faults"):
         assert drill in DRILLS
-    result = subprocess.run([sys.executable, "-m", "services.cli", "check",
+    result = subprocess.run([sys.executable, "-m", "lunar_gs.services.cli", "check",
                              *(str(SEEDS_DIR / "drills" / f"{d}.yaml") for d in DRILLS)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

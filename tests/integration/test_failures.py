@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from protocols.system import ScenarioProgress, ScenarioState
-from services.mission import SEEDS_DIR
-from services.runtime.broker import MosquittoProcess
+from lunar_gs.protocols.system import ScenarioProgress, ScenarioState
+from lunar_gs.services.mission import SEEDS_DIR
+from lunar_gs.services.runtime.broker import MosquittoProcess
 from tests.integration.kit import Listener
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 def start_rehearsal(url: str, mission: str, report: Path, rate: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate", rate,
+        [sys.executable, "-m", "lunar_gs.services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate", rate,
          "--broker", url, "--mission", mission, "--report", str(report)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from protocols.commands import Telecommand
-from protocols.events import Alarm, AlarmState, Event
-from protocols.faults import FaultAction, FaultRecord, FaultRequest, FaultSpec, TruthEntry
-from protocols.nodes import Node, Side
-from protocols.system import ServiceState, ServiceStatus
-from protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping
-from protocols.verification import Stage, VerificationReport
+from lunar_gs.protocols.commands import Telecommand
+from lunar_gs.protocols.events import Alarm, AlarmState, Event
+from lunar_gs.protocols.faults import FaultAction, FaultRecord, FaultRequest, FaultSpec, TruthEntry
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.system import ServiceState, ServiceStatus
+from lunar_gs.protocols.telemetry import ArmHousekeeping, AscentHousekeeping, DrillHousekeeping
+from lunar_gs.protocols.verification import Stage, VerificationReport
 from tests.integration.conftest import RunningMission
 from tests.integration.kit import Heard, Listener
 

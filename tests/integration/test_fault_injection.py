@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from protocols.codec import JsonCodec
-from protocols.events import Alarm, AlarmState, Rejection, RejectionCode
-from protocols.faults import (
+from lunar_gs.protocols.codec import JsonCodec
+from lunar_gs.protocols.events import Alarm, AlarmState, Rejection, RejectionCode
+from lunar_gs.protocols.faults import (
     ActiveFaults,
     FaultAction,
     FaultRecord,
@@ -27,11 +27,11 @@ from protocols.faults import (
     FaultVia,
     TruthEntry,
 )
-from protocols.nodes import Node
-from protocols.system import ClockState, ServiceState, ServiceStatus
-from protocols.telemetry import ArmHousekeeping, DrillHousekeeping
-from protocols.topics import Topics
-from services.runtime.broker import MosquittoProcess
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.system import ClockState, ServiceState, ServiceStatus
+from lunar_gs.protocols.telemetry import ArmHousekeeping, DrillHousekeeping
+from lunar_gs.protocols.topics import Topics
+from lunar_gs.services.runtime.broker import MosquittoProcess
 from tests.integration.conftest import RunningMission
 from tests.integration.kit import Listener, ServiceProcess
 

@@ -33,16 +33,16 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from protocols.codec import SCHEMA_NAMES, DecodeError, JsonCodec, excerpt
-from protocols.commands import COMMAND_CATALOG, Telecommand, UnknownCommand, parse_command_args
-from protocols.events import Rejection, RejectionCode
-from protocols.nodes import FAR_SIDE_NODES, Node
-from protocols.system import ClockState, ScenarioProgress
-from protocols.topics import Channel, Topics
-from protocols.verification import Stage, VerificationReport
-from services.mission import SEEDS_DIR
-from services.runtime.broker import MosquittoProcess
-from services.runtime.bus import Bus, IncomingMessage
+from lunar_gs.protocols.codec import SCHEMA_NAMES, DecodeError, JsonCodec, excerpt
+from lunar_gs.protocols.commands import COMMAND_CATALOG, Telecommand, UnknownCommand, parse_command_args
+from lunar_gs.protocols.events import Rejection, RejectionCode
+from lunar_gs.protocols.nodes import FAR_SIDE_NODES, Node
+from lunar_gs.protocols.system import ClockState, ScenarioProgress
+from lunar_gs.protocols.topics import Channel, Topics
+from lunar_gs.protocols.verification import Stage, VerificationReport
+from lunar_gs.services.mission import SEEDS_DIR
+from lunar_gs.services.runtime.broker import MosquittoProcess
+from lunar_gs.services.runtime.bus import Bus, IncomingMessage
 from tests.integration.kit import ServiceProcess
 
 pytestmark = pytest.mark.integration
@@ -117,7 +117,7 @@ def receipt_targets(topics: Topics) -> list[Target]:
     if "RX" not in Channel.__members__:
         return []
     try:
-        from protocols.delivery import RELIABLE_RECEIVERS
+        from lunar_gs.protocols.delivery import RELIABLE_RECEIVERS
     except ImportError:
         return []
     sources = sorted({str(source) for source, _ in RELIABLE_RECEIVERS})
@@ -548,7 +548,7 @@ async def test_fuzzing_every_subscribed_topic_during_a_rehearsal_gets_one_reject
         await sender.wait_connected(10)
         with open(out_path, "wb") as out:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"),
+                sys.executable, "-m", "lunar_gs.services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"),
                 "--rate", str(rate), "--seed", "7", "--broker", mosquitto_session.url, "--mission", mission,
                 "--report", str(report_dir), stdout=out, stderr=asyncio.subprocess.STDOUT)
         try:

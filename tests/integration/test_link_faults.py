@@ -18,15 +18,15 @@ from statistics import median
 
 import pytest
 
-from protocols.commands import Telecommand
-from protocols.events import Rejection, RejectionCode
-from protocols.faults import FaultEffect, FaultKind, FaultOrder, FaultOrderAction, FaultReport
-from protocols.nodes import Node, Side
-from protocols.system import ClockState, ServiceState, ServiceStatus
-from protocols.telemetry import DrillHousekeeping, DrillMode, RelayHousekeeping
-from protocols.topics import Topics
-from protocols.verification import Stage, VerificationReport
-from services.runtime.broker import MosquittoProcess
+from lunar_gs.protocols.commands import Telecommand
+from lunar_gs.protocols.events import Rejection, RejectionCode
+from lunar_gs.protocols.faults import FaultEffect, FaultKind, FaultOrder, FaultOrderAction, FaultReport
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.system import ClockState, ServiceState, ServiceStatus
+from lunar_gs.protocols.telemetry import DrillHousekeeping, DrillMode, RelayHousekeeping
+from lunar_gs.protocols.topics import Topics
+from lunar_gs.protocols.verification import Stage, VerificationReport
+from lunar_gs.services.runtime.broker import MosquittoProcess
 from tests.integration.kit import Heard, Listener, ServiceProcess
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.mission import SEEDS_DIR
-from services.runtime.broker import MosquittoProcess
+from lunar_gs.services.mission import SEEDS_DIR
+from lunar_gs.services.runtime.broker import MosquittoProcess
 
 pytestmark = pytest.mark.integration
 RATE = "1000"
@@ -22,7 +22,7 @@ RATE = "1000"
 def rehearse(tmp_path: Path, mission: str, broker: str) -> tuple[subprocess.CompletedProcess[str], dict]:
     report_dir = tmp_path / "report"
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate", RATE,
+        [sys.executable, "-m", "lunar_gs.services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate", RATE,
          "--seed", "7", "--broker", broker, "--mission", mission, "--report", str(report_dir)],
         capture_output=True, text=True, timeout=240,
     )

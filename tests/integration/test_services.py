@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from protocols.commands import Telecommand
-from protocols.events import Alarm, AlarmState, Event, Rejection, RejectionCode
-from protocols.nodes import Node, Side
-from protocols.system import ClockState, ServiceState, ServiceStatus
-from protocols.topics import Topics
-from protocols.verification import FailureCode, Stage, VerificationReport
-from services.runtime.broker import MosquittoProcess
+from lunar_gs.protocols.commands import Telecommand
+from lunar_gs.protocols.events import Alarm, AlarmState, Event, Rejection, RejectionCode
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.system import ClockState, ServiceState, ServiceStatus
+from lunar_gs.protocols.topics import Topics
+from lunar_gs.protocols.verification import FailureCode, Stage, VerificationReport
+from lunar_gs.services.runtime.broker import MosquittoProcess
 from tests.integration.kit import Heard, Listener, ServiceProcess, mission_file_with
 
 pytestmark = pytest.mark.integration

@@ -25,11 +25,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from protocols.codec import JsonCodec
-from protocols.system import ScenarioProgress, ScenarioState
-from services.mission import SEEDS_DIR
-from services.runtime.broker import MosquittoProcess
-from services.runtime.bus import Bus, IncomingMessage
+from lunar_gs.protocols.codec import JsonCodec
+from lunar_gs.protocols.system import ScenarioProgress, ScenarioState
+from lunar_gs.services.mission import SEEDS_DIR
+from lunar_gs.services.runtime.broker import MosquittoProcess
+from lunar_gs.services.runtime.bus import Bus, IncomingMessage
 
 pytestmark = pytest.mark.integration
 
@@ -204,7 +204,7 @@ async def test_a_subscriber_that_stops_reading_leaves_the_services_running_and_b
             await reader.wait_connected(10)
             with open(tmp_path / "rehearsal.out", "wb") as out:
                 runner = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate",
+                    sys.executable, "-m", "lunar_gs.services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate",
                     "1000", "--seed", "7", "--broker", url, "--mission", mission, "--report", str(report_dir),
                     stdout=out, stderr=asyncio.subprocess.STDOUT)
             try:

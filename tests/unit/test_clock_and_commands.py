@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from protocols.nodes import Node
-from protocols.system import ClockState
-from protocols.verification import FailureCode, Stage, VerificationReport
-from services.ground_control.commanding import CommandBook, CommandState
-from services.runtime.clock import ClockMaster, SimClock
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.system import ClockState
+from lunar_gs.protocols.verification import FailureCode, Stage, VerificationReport
+from lunar_gs.services.ground_control.commanding import CommandBook, CommandState
+from lunar_gs.services.runtime.clock import ClockMaster, SimClock
 
 EPOCH = 1_717_280_596.0
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from protocols.nodes import Node
-from services.cli import app
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.cli import app
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from protocols.codec import JsonCodec
-from protocols.events import Alarm, AlarmState, Event, Severity
-from protocols.faults import FaultKind, FaultRecord, FaultVia, TruthEntry
-from protocols.nodes import Node
-from services.debrief import build_debrief, debrief_command, write_debrief
-from services.ground_control.archive import Archive
+from lunar_gs.protocols.codec import JsonCodec
+from lunar_gs.protocols.events import Alarm, AlarmState, Event, Severity
+from lunar_gs.protocols.faults import FaultKind, FaultRecord, FaultVia, TruthEntry
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.debrief import build_debrief, debrief_command, write_debrief
+from lunar_gs.services.ground_control.archive import Archive
 
 EPOCH = 1717280596.0
 

@@ -1,7 +1,7 @@
 """End-to-end delivery without a broker: what is re-sent, when, and what a receiver takes or refuses."""
 
-from protocols.nodes import Node
-from services.runtime.delivery import DeliveryOutbox, DeliveryRecord
+from lunar_gs.protocols.nodes import Node
+from lunar_gs.services.runtime.delivery import DeliveryOutbox, DeliveryRecord
 
 BOTH = frozenset({Node.GROUND_CONTROL, Node.LANDER_ARM})
 

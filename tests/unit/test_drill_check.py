@@ -4,8 +4,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from services.cli import app
-from services.mission import SEEDS_DIR
+from lunar_gs.services.cli import app
+from lunar_gs.services.mission import SEEDS_DIR
 
 BROKEN = """\
 name: broken drill
@@ -82,7 +82,7 @@ def test_a_fault_spec_with_bad_params_fails_at_load_with_its_line(tmp_path: Path
 def test_the_documented_fault_request_schema_is_the_one_the_code_validates() -> None:
     import json
 
-    from protocols.faults import FaultRequest
+    from lunar_gs.protocols.faults import FaultRequest
 
     shipped = json.loads((SEEDS_DIR.parent / "docs" / "fault-request.schema.json").read_text())
     assert shipped == FaultRequest.model_json_schema(), "regenerate it: lunar-gs fault schema > docs/..."

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware_sim.arm import JOINTS, ArmParams, SimArm
-from hardware_sim.faults import FaultNotApplicable, ModelFault
-from hardware_sim.hal import Arm, DeviceCommandError
-from protocols.faults import FaultKind, parse_fault_params
+from lunar_gs.hardware_sim.arm import JOINTS, ArmParams, SimArm
+from lunar_gs.hardware_sim.faults import FaultNotApplicable, ModelFault
+from lunar_gs.hardware_sim.hal import Arm, DeviceCommandError
+from lunar_gs.protocols.faults import FaultKind, parse_fault_params
 
 
 def make(seed: int = 1) -> SimArm:

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware_sim.ascent import APPROACH_AFTER_LIFTOFF_S, RENDEZVOUS_PLAN, AscentParams, SimAscentVehicle
-from hardware_sim.faults import ModelFault
-from hardware_sim.hal import AscentVehicle, DeviceCommandError
-from protocols.faults import FaultKind, parse_fault_params
+from lunar_gs.hardware_sim.ascent import APPROACH_AFTER_LIFTOFF_S, RENDEZVOUS_PLAN, AscentParams, SimAscentVehicle
+from lunar_gs.hardware_sim.faults import ModelFault
+from lunar_gs.hardware_sim.hal import AscentVehicle, DeviceCommandError
+from lunar_gs.protocols.faults import FaultKind, parse_fault_params
 
 L = 1717457890.0  # liftoff 2024-06-03T23:38:10Z [17]
 

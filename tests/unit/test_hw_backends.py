@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hardware_sim import hal
-from hardware_sim.ascent import RENDEZVOUS_PLAN
-from hardware_sim.backends import BACKENDS, BackendConfigError, build_device, register_backend
+from lunar_gs.hardware_sim import hal
+from lunar_gs.hardware_sim.ascent import RENDEZVOUS_PLAN
+from lunar_gs.hardware_sim.backends import BACKENDS, BackendConfigError, build_device, register_backend
 
 MISSION = Path(__file__).resolve().parents[2] / "seeds" / "mission.yaml"
 PROTOCOLS = {"drill": hal.Drill, "arm": hal.Arm, "container": hal.SampleContainer, "flag": hal.Flag,

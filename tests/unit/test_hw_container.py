@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware_sim.container import ContainerParams, SimSampleContainer
-from hardware_sim.faults import FaultNotApplicable, ModelFault
-from hardware_sim.flag import FlagParams, SimFlag
-from hardware_sim.hal import DeviceCommandError, Flag, SampleContainer
+from lunar_gs.hardware_sim.container import ContainerParams, SimSampleContainer
+from lunar_gs.hardware_sim.faults import FaultNotApplicable, ModelFault
+from lunar_gs.hardware_sim.flag import FlagParams, SimFlag
+from lunar_gs.hardware_sim.hal import DeviceCommandError, Flag, SampleContainer
 
 
 def make() -> SimSampleContainer:

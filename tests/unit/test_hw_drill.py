@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware_sim.drill import DrillParams, SimDrill
-from hardware_sim.faults import FaultNotApplicable, ModelFault
-from hardware_sim.hal import DeviceCommandError, Drill
-from protocols.faults import FaultKind, parse_fault_params
+from lunar_gs.hardware_sim.drill import DrillParams, SimDrill
+from lunar_gs.hardware_sim.faults import FaultNotApplicable, ModelFault
+from lunar_gs.hardware_sim.hal import DeviceCommandError, Drill
+from lunar_gs.protocols.faults import FaultKind, parse_fault_params
 
 
 def make(seed: int = 1) -> SimDrill:

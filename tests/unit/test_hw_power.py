@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardware_sim.backends import BackendConfigError, build_device
-from hardware_sim.faults import FaultNotApplicable, ModelFault
-from hardware_sim.hal import DeviceCommandError, Power, PowerState
-from hardware_sim.power import PowerParams, SimPower
+from lunar_gs.hardware_sim.backends import BackendConfigError, build_device
+from lunar_gs.hardware_sim.faults import FaultNotApplicable, ModelFault
+from lunar_gs.hardware_sim.hal import DeviceCommandError, Power, PowerState
+from lunar_gs.hardware_sim.power import PowerParams, SimPower
 
 P = PowerParams()
 HOUR = 3600.0

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardware_sim.hal import RelayLink
-from hardware_sim.relay import RelayParams, SimRelayLink
+from lunar_gs.hardware_sim.hal import RelayLink
+from lunar_gs.hardware_sim.relay import RelayParams, SimRelayLink
 
 EPOCH = RelayParams().epoch_unix_s
 

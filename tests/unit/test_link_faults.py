@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hardware_sim.faults import FaultNotApplicable, ModelFault
-from hardware_sim.link_faults import Fate, LinkFaults, flip_bits, frame_check
+from lunar_gs.hardware_sim.faults import FaultNotApplicable, ModelFault
+from lunar_gs.hardware_sim.link_faults import Fate, LinkFaults, flip_bits, frame_check
 
 PAYLOAD = b'{"schema_name":"tm.lander-drill.hk","seq":1,"depth_m":0.5}'
 DRILL = "lander-drill"

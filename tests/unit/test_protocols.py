@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from protocols.codec import MESSAGE_TYPES, DecodeError, JsonCodec
-from protocols.commands import COMMAND_CATALOG, Telecommand, UnknownCommand, parse_command_args
-from protocols.events import RejectionCode
-from protocols.faults import (
+from lunar_gs.protocols.codec import MESSAGE_TYPES, DecodeError, JsonCodec
+from lunar_gs.protocols.commands import COMMAND_CATALOG, Telecommand, UnknownCommand, parse_command_args
+from lunar_gs.protocols.events import Event, RejectionCode
+from lunar_gs.protocols.faults import (
     CATALOGUE,
     THERMAL_COMPONENTS,
     ActiveFault,
@@ -21,9 +21,9 @@ from protocols.faults import (
     FaultSpec,
     TargetItem,
 )
-from protocols.nodes import Node, Side
-from protocols.topics import Channel, TopicError, Topics, parse_node_topic
-from protocols.verification import Stage, VerificationReport
+from lunar_gs.protocols.nodes import Node, Side
+from lunar_gs.protocols.topics import Channel, TopicError, Topics, parse_node_topic
+from lunar_gs.protocols.verification import Stage, VerificationReport
 
 FINITE = st.floats(allow_nan=False, allow_infinity=False, width=64)
 TEXT = st.text(max_size=20)
@@ -78,7 +78,7 @@ def message_strategy(model: type[BaseModel]) -> st.SearchStrategy[BaseModel]:
         elif name == "backends":
             fields[name] = st.dictionaries(TEXT, TEXT, max_size=3)
         elif name == "joints":
-            from protocols.telemetry import JointState
+            from lunar_gs.protocols.telemetry import JointState
 
             fields[name] = st.lists(
                 st.builds(JointState, name=TEXT, angle_deg=FINITE, torque_nm=FINITE,
@@ -224,3 +224,15 @@ def test_telecommand_args_accept_only_scalars() -> None:
     with pytest.raises(ValidationError):
         Telecommand(source=Node.GROUND_CONTROL, request_id="r", target=Node.LANDER_DRILL, command="X",
                     args={"nested": {"a": 1}})  # type: ignore[dict-item]
+
+
+def test_a_sequence_count_beyond_64_bits_is_invalid_not_a_crash_in_the_archive() -> None:
+    from lunar_gs.protocols.envelope import SEQ_MAX
+
+    CODEC = JsonCodec()
+    good = json.loads(CODEC.encode(Event(source=Node.LANDER_DRILL, event="x", seq=SEQ_MAX)))
+    assert CODEC.decode(json.dumps(good).encode()).seq == SEQ_MAX
+    good["seq"] = SEQ_MAX + 1
+    with pytest.raises(DecodeError) as caught:
+        CODEC.decode(json.dumps(good).encode())
+    assert caught.value.code is RejectionCode.INVALID

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from services.ground_control.scenario import SendStep, WaitUntilStep, load_scenario
-from services.mission import DEFAULT_MISSION_FILE, load_mission
-from services.seeds import SeedError
+from lunar_gs.services.ground_control.scenario import SendStep, WaitUntilStep, load_scenario
+from lunar_gs.services.mission import DEFAULT_MISSION_FILE, load_mission
+from lunar_gs.services.seeds import SeedError
 
 SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 
