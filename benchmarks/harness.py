@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sqlite3
@@ -26,6 +25,7 @@ import yaml
 from lunar_gs.protocols.nodes import Node
 from lunar_gs.protocols.system import ClockState
 from lunar_gs.services.runtime.broker import EmbeddedBrokerProcess, MosquittoProcess, mosquitto_binary
+from lunar_gs.services.recording import percentile  # noqa: F401 - the one percentile, for the sections
 from lunar_gs.services.runtime.bus import parse_mqtt_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,14 +330,6 @@ def archive_max_id(path: Path) -> int:
 
 
 # ---- statistics -------------------------------------------------------------------------------------
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def sequence_losses(samples: Iterable[Sample]) -> tuple[int, int]:

@@ -380,46 +380,40 @@ class MissionClient:
         given, ends early once it is satisfied); returns how many messages the condition was about (every
         one of them watched, not a polled latest value)."""
         __tracebackhide__ = True
-        condition = condition.fresh()
-
-        def settle(sample: Sample) -> bool:
-            __tracebackhide__ = True
-            if sample.passed:
-                raise ConditionHappened(f"{condition.describe()} happened at {self._when(sample.heard)}: "
-                                        f"value {_show(sample.value)} (it must never happen in this window)")
-            return False
-
-        watch = self._watch(condition, settle)
-        try:
-            await self._run(watch, during, since, f"never {condition.describe()}", window_ends_ok=True,
-                            until=until)
-        except _WindowEnded:
-            pass
-        return watch.relevant
+        return await self._hold(condition, during, until, since, "never", lambda sample: sample.passed,
+                                "happened", " (it must never happen in this window)")
 
     async def always(self, condition: Condition, *, during: Span, until: Condition | None = None,
                      since: Mark | None = None) -> int:
         """Every message the condition is about during the window (ended early by `until`) satisfies it,
         and there is at least one; returns how many there were."""
         __tracebackhide__ = True
+        relevant = await self._hold(condition, during, until, since, "always", lambda sample: not sample.passed,
+                                    "broken", "")
+        if relevant == 0:
+            raise MissionTimeout(f"always {condition.describe()}: no message about it arrived in "
+                                 f"{span_seconds(during):g} s of mission time, so nothing was checked")
+        return relevant
+
+    async def _hold(self, condition: Condition, during: Span, until: Condition | None, since: Mark | None,
+                    word: str, breaks: Callable[[Sample], bool], verb: str, note: str) -> int:
+        """Watch a whole window; the first sample that `breaks` it fails the wait at once."""
+        __tracebackhide__ = True
         condition = condition.fresh()
 
         def settle(sample: Sample) -> bool:
             __tracebackhide__ = True
-            if not sample.passed:
-                raise ConditionHappened(f"{condition.describe()} broken at {self._when(sample.heard)}: "
-                                        f"value {_show(sample.value)}")
+            if breaks(sample):
+                raise ConditionHappened(f"{condition.describe()} {verb} at {self._when(sample.heard)}: "
+                                        f"value {_show(sample.value)}{note}")
             return False
 
         watch = self._watch(condition, settle)
         try:
-            await self._run(watch, during, since, f"always {condition.describe()}", window_ends_ok=True,
+            await self._run(watch, during, since, f"{word} {condition.describe()}", window_ends_ok=True,
                             until=until)
         except _WindowEnded:
             pass
-        if watch.relevant == 0:
-            raise MissionTimeout(f"always {condition.describe()}: no message about it arrived in "
-                                 f"{span_seconds(during):g} s of mission time, so nothing was checked")
         return watch.relevant
 
     # -- commands and faults -------------------------------------------------------------------------
