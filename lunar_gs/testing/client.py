@@ -96,8 +96,7 @@ class Match:
     @property
     def mark(self) -> Mark:
         """A mark at this message, for a later wait to look from (`since=match.mark`)."""
-        stamp = getattr(self.heard.message, "sim_time", None) or self.heard.sim_time
-        return Mark(self.heard.index, stamp)
+        return Mark(self.heard.index, self.heard.stamp)
 
 
 @dataclass(frozen=True)
@@ -539,8 +538,7 @@ class MissionClient:
         return "\n".join(lines)
 
     def _when(self, heard: Heard) -> str:
-        stamp = getattr(heard.message, "sim_time", None) or heard.sim_time
-        return self._at(stamp) if stamp is not None else "an unknown time"
+        return self._at(heard.stamp) if heard.stamp is not None else "an unknown time"
 
     def _at(self, sim_time: float) -> str:
         if not self.clock.ready:
@@ -548,7 +546,7 @@ class MissionClient:
         return f"T+{format_mission_elapsed(sim_time - self.clock.epoch)}"
 
     def _match(self, sample: Sample) -> Match:
-        stamp = getattr(sample.heard.message, "sim_time", None) or sample.heard.sim_time
+        stamp = sample.heard.stamp
         return Match(sample.value, sample.heard, stamp - self.clock.epoch if stamp is not None else None)
 
     @staticmethod

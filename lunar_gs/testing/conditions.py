@@ -41,6 +41,11 @@ class Heard:
     index: int
     """Its position in the client's history."""
 
+    @property
+    def stamp(self) -> float | None:
+        """When it happened in mission time: the message's own stamp, else when it arrived."""
+        return getattr(self.message, "sim_time", None) or self.sim_time
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
