@@ -5,7 +5,7 @@ from typing import Annotated, Protocol
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from lunar_gs.protocols.commands import Telecommand
+from lunar_gs.protocols.commands import CommandRequest, CommandUpdate, Telecommand
 from lunar_gs.protocols.delivery import DeliveryReceipt
 from lunar_gs.protocols.events import Alarm, Event, Rejection, RejectionCode
 from lunar_gs.protocols.faults import ActiveFaults, FaultOrder, FaultRecord, FaultReport, FaultRequest
@@ -37,6 +37,8 @@ Message = (
     | FaultReport
     | FaultRecord
     | ActiveFaults
+    | CommandRequest
+    | CommandUpdate
 )
 MESSAGE_TYPES: tuple[type[Message], ...] = Message.__args__  # type: ignore[attr-defined]
 SCHEMA_NAMES: frozenset[str] = frozenset(

@@ -126,6 +126,56 @@ COMMAND_CATALOG: dict[Node, dict[str, type[CommandArgs]]] = {
 }
 
 
+HAZARDOUS_COMMANDS: dict[Node, frozenset[str]] = {
+    Node.LANDER_ARM: frozenset({"SEAL_CONTAINER", "TRANSFER_CONTAINER"}),
+    Node.ASCENT_VEHICLE: frozenset({"IGNITE", "ORBIT_ADJUST", "TRANSFER_SAMPLE"}),
+}
+"""Commands that cannot be taken back (a burn, a seal, a transfer): an operator must confirm them."""
+
+
+def is_hazardous(node: Node, command: str) -> bool:
+    return command in HAZARDOUS_COMMANDS.get(node, frozenset())
+
+
+class CommandRequest(Envelope):
+    """An operator's command to ground control (`lunar-gs cmd`, a console): ground control checks it,
+    sends it as a `Telecommand` and tracks it like a scenario's. `client_ref` comes back in every
+    `CommandUpdate` about it, so the requester can follow the request id ground control assigns."""
+
+    schema_name: Literal["command_request"] = "command_request"
+    client_ref: Annotated[str, MinLen(1), MaxLen(64)]
+    target: Node
+    command: Annotated[str, MinLen(1), MaxLen(64)]
+    args: dict[str, ArgValue] = {}
+    confirm: bool = False
+    """Must be true for a hazardous command."""
+    timeout_s: Annotated[float, Ge(1.0), Le(864000.0)] | None = None
+    """Simulated seconds to wait for completion beyond the round-trip light time (None: the default)."""
+    operator: Annotated[str, MaxLen(64)] = ""
+    """Who sent it, for the audit log."""
+
+
+class CommandUpdate(Envelope):
+    """Where one tracked command stands, published by ground control on every change (QoS 1)."""
+
+    schema_name: Literal["command_update"] = "command_update"
+    request_id: Annotated[str, MinLen(1), MaxLen(64)]
+    client_ref: Annotated[str, MaxLen(64)] | None = None
+    target: Node
+    command: Annotated[str, MaxLen(64)]
+    args: dict[str, ArgValue] = {}
+    origin: Annotated[str, MaxLen(32)]
+    state: Annotated[str, MaxLen(32)]
+    """sent, accepted, started, completed, failed, timed_out, expired: ground control's command states."""
+    stage: Annotated[str, MaxLen(32)] = ""
+    """The verification stage this update is about (acceptance, start, progress, completion), if any."""
+    progress: Annotated[int, Ge(0)] = 0
+    final: bool = False
+    failed_stage: Annotated[str, MaxLen(32)] | None = None
+    failure_code: Annotated[str, MaxLen(32)] | None = None
+    reason: Annotated[str, MaxLen(1000)] = ""
+
+
 class UnknownCommand(LookupError):
     pass
 

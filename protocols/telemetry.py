@@ -131,6 +131,64 @@ class RelayHousekeeping(HousekeepingBase):
     storage_used: Percent
     corrupted_frames: Annotated[int, Ge(0)] = 0
     """Frames whose CRC-16 failed at the receiving end of the space link (counted, then dropped)."""
+    next_los: float | None = None
+    """Mission time the next scheduled loss of signal begins (None: none scheduled, or out of view now)."""
+    next_aos: float | None = None
+    """Mission time the far side comes back into view (None: in view now, or never)."""
 
 
 Housekeeping = DrillHousekeeping | ArmHousekeeping | AscentHousekeeping | RelayHousekeeping
+
+
+ENVELOPE_FIELDS = frozenset({"schema_name", "schema_version", "source", "seq", "sim_time", "wall_time", "missing"})
+"""What every packet carries about itself rather than about the spacecraft."""
+
+TmScalar = str | int | float | bool | None
+
+_UNIT_SUFFIXES = (  # longest first: `_mm_min` before `_min`, `_mpa` before `_a`
+    ("_mm_min", "mm/min"), ("_percent", "%"), ("_kpa", "kPa"), ("_mpa", "MPa"), ("_mps", "m/s"),
+    ("_deg", "°"), ("_km", "km"), ("_kg", "kg"), ("_nm", "N·m"), ("_cm", "cm"), ("_m", "m"), ("_g", "g"),
+    ("_a", "A"), ("_w", "W"), ("_c", "°C"), ("_v", "V"), ("_s", "s"), ("_n", "N"),
+)
+_UNIT_NAMES = {"rpm": "rpm", "storage_used": "%"}
+
+
+def unit_of(parameter: str) -> str:
+    """A housekeeping parameter's unit, read from its name (`torque_nm` is N·m): names carry their units
+    by convention across the contract, so the dictionary of units cannot drift from the models."""
+    leaf = parameter.rsplit(".", 1)[-1]
+    if leaf in _UNIT_NAMES:
+        return _UNIT_NAMES[leaf]
+    for suffix, unit in _UNIT_SUFFIXES:
+        if leaf.endswith(suffix):
+            return unit
+    return ""
+
+
+def flatten_housekeeping(fields: dict[str, object]) -> dict[str, TmScalar]:
+    """A packet's spacecraft parameters as one level of dotted keys, list items named by their `name`
+    (`elbow.angle_deg`, as fault targets name them): what a console row or a plot series is keyed by. Envelope fields are left out."""
+    flat: dict[str, TmScalar] = {}
+
+    def put(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                put(f"{prefix}.{key}" if prefix else str(key), inner)
+        elif isinstance(value, list | tuple):
+            parent = prefix.rpartition(".")[0]
+            for index, item in enumerate(value):
+                name = item.get("name") if isinstance(item, dict) else None
+                if isinstance(name, str):  # a named item stands for itself: `elbow`, not `joints.elbow`
+                    put(f"{parent}.{name}" if parent else name, item)
+                else:
+                    put(f"{prefix}.{index}", item)
+        elif value is None or isinstance(value, str | int | float | bool):
+            if not prefix.endswith(".name"):
+                flat[prefix] = value
+        else:
+            flat[prefix] = str(value)
+
+    for key, value in fields.items():
+        if key not in ENVELOPE_FIELDS:
+            put(key, value)
+    return flat

@@ -14,6 +14,8 @@ lgs/v1/{mission}/sys/fault/truth             ground-truth log of faults     QoS 
 lgs/v1/{mission}/sys/fault/active            retained armed/active faults   QoS 1
 lgs/v1/{mission}/sys/fault/report            nodes: what a fault did        QoS 1
 lgs/v1/{mission}/sys/fault/node/{node}       orders to apply/clear a fault  QoS 1
+lgs/v1/{mission}/sys/command/request         operators' commands to ground control QoS 1
+lgs/v1/{mission}/sys/command/update          every change of a tracked command QoS 1
 ```
 Fault traffic stays under `sys/`: it is the instructor's hand on the simulation, not a telecommand, so it
 does not cross the relay, and ground control never subscribes to it.
@@ -132,6 +134,16 @@ class Topics:
 
     def fault_orders(self, node: Node) -> str:
         return f"{self.prefix}/sys/fault/node/{node}"
+
+    @property
+    def command_request(self) -> str:
+        """Commands by hand (`lunar-gs cmd`), sent through ground control so it tracks and archives them."""
+        return f"{self.prefix}/sys/command/request"
+
+    @property
+    def command_update(self) -> str:
+        """Ground control's word on every change of a command it tracks, whoever sent it."""
+        return f"{self.prefix}/sys/command/update"
 
     # Subscription filters
     def side_filter(self, side: Side, channel: Channel, node: Node | None = None) -> str:

@@ -1,5 +1,5 @@
-"""The `lunar-gs` command line: run one service, run a whole rehearsal, check seed files, inject faults,
-debrief a rehearsal, record a mission's MQTT traffic and replay it."""
+"""The `lunar-gs` command line: run one service, run a whole rehearsal, check seed files, send a command by
+hand, inject faults, debrief a rehearsal, record a mission's MQTT traffic and replay it."""
 
 import asyncio
 import contextlib
@@ -52,9 +52,17 @@ def run(
         help="keep device state here and resume from it after a crash (use a fresh folder per run)")] = None,
     autopilot: Annotated[bool, typer.Option(
         help="ground control only: send the drill's expected responses as a trainee would")] = False,
+    console_port: Annotated[int | None, typer.Option(
+        "--console", min=0, max=65535,
+        help="ground control only: serve the operator and instructor consoles on this loopback port")] = None,
+    operator_token: Annotated[str | None, typer.Option(
+        help="console operator credential [env LUNAR_GS_OPERATOR_TOKEN]; default: generated")] = None,
+    instructor_token: Annotated[str | None, typer.Option(
+        help="console instructor credential [env LUNAR_GS_INSTRUCTOR_TOKEN]; default: generated")] = None,
 ) -> None:
     """Run one service as its own process against any broker."""
     from lunar_gs.services.composition import ServiceOptions, run_service
+    from lunar_gs.services.ground_control.console.server import RoleTokens
 
     settings = RuntimeSettings()
     configure_logging(log_level or settings.log_level, json=settings.log_json)
@@ -70,11 +78,19 @@ def run(
     broker_url = broker or settings.broker or DEFAULT_BROKER
     if broker_url == "embedded":
         _fail("a single service needs a broker URL; `lunar-gs rehearse --broker embedded` starts one")
+    if console_port is not None and service is not Node.GROUND_CONTROL:
+        _fail("--console is for ground control: it serves the consoles")
+    try:
+        tokens = RoleTokens.generate(operator_token or settings.operator_token,
+                                     instructor_token or settings.instructor_token)
+    except ValueError as exc:
+        _fail(str(exc))
     options = ServiceOptions(
         node=service, broker_url=broker_url, mission=mission_name, profile=profile, seed=seed, rate=rate,
         codec=settings.codec, scenario=scenario,
         report_dir=report or settings.data_dir / mission_name, broker_label=broker_label, state_dir=state_dir,
-        autopilot=autopilot,
+        autopilot=autopilot, console_port=console_port, console_tokens=tokens,
+        announce=lambda line: print(line, file=sys.stderr, flush=True),
     )
     raise typer.Exit(asyncio.run(run_service(options)))
 
@@ -91,6 +107,9 @@ def rehearse(
     mission_file: Annotated[Path, typer.Option(help="mission profile")] = DEFAULT_MISSION_FILE,
     autopilot: Annotated[bool, typer.Option(
         help="send a drill's expected responses as a trainee would (symptom + reaction time)")] = False,
+    console_port: Annotated[int | None, typer.Option(
+        "--console", min=1, max=65535,
+        help="serve the operator and instructor consoles on this loopback port (prints their URLs)")] = None,
 ) -> None:
     """Run a whole rehearsal: broker, the services as processes, the scenario, the report and debrief."""
     from lunar_gs.services.rehearsal import Rehearsal
@@ -102,6 +121,8 @@ def rehearse(
         rehearsal = Rehearsal.prepare(
             scenario=scenario, mission_file=mission_file, rate=rate, seed=seed,
             broker=broker or settings.broker, mission=mission, report_dir=report, autopilot=autopilot,
+            console_port=console_port, operator_token=settings.operator_token,
+            instructor_token=settings.instructor_token,
         )
     except (SeedError, TopicError, ValueError) as exc:
         _fail(str(exc))
@@ -164,6 +185,59 @@ def _where(mission: str | None, broker: str | None) -> tuple[str, str]:
     if url == "embedded":
         _fail("give the URL of the rehearsal's broker (`lunar-gs rehearse` prints it)")
     return name, url
+
+
+@app.command("cmd")
+def cmd(
+    node: Annotated[Node, typer.Argument(help="the node to command, e.g. lander-drill")],
+    command: Annotated[str, typer.Argument(help="a command of that node, e.g. DRILL_TO_DEPTH")],
+    args: Annotated[list[str] | None, typer.Argument(help="arguments as name=value, e.g. target_depth_m=0.3")] = None,
+    confirm: Annotated[bool, typer.Option(help="send a hazardous command (IGNITE, TRANSFER_SAMPLE, ...)")] = False,
+    timeout: Annotated[str | None, typer.Option(
+        help="mission time it may take to complete (seconds or H:MM:SS); default 4 h")] = None,
+    wall_timeout: Annotated[float | None, typer.Option(min=0.1, help="give up after this many wall seconds")] = None,
+    operator: Annotated[str, typer.Option(help="who sends it, for the audit log")] = "cli",
+    mission: MissionOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Send one telecommand through ground control and follow its verification. Exit 0 when it completes;
+    1 when it fails (the stage and reason are printed); 3 when it times out or expires; 4 when ground control
+    does not answer; 2 for a command the catalogue refuses (nothing is sent)."""
+    from lunar_gs.protocols.commands import CommandUpdate
+    from lunar_gs.services.assignments import AssignmentError, cli_value, parse_assignments
+    from lunar_gs.services.command_client import CommandCheckError, NoGroundControl, check_command, send_command
+    from lunar_gs.services.ground_control.scenario import format_mission_elapsed, parse_duration
+
+    name, url = _where(mission, broker)
+    try:
+        values = parse_assignments(args or [], "argument")
+        check_command(node, command, values, confirm=confirm)
+        timeout_s = parse_duration(cli_value(timeout)) if timeout is not None else None
+    except (AssignmentError, CommandCheckError, ValueError) as exc:
+        _fail(str(exc))
+    out = Console(highlight=False, soft_wrap=True)
+
+    def show(update: CommandUpdate, epoch: float | None) -> None:
+        when = f"T+{format_mission_elapsed(update.sim_time - epoch)}" if epoch is not None else "T+--:--:--"
+        if update.state == "sent":
+            out.print(f"{when}  sent      {update.request_id} {update.command} to {update.target}")
+        elif update.failed_stage or update.state in ("failed", "timed_out", "expired", "refused"):
+            stage = update.failed_stage or update.stage or "-"
+            out.print(f"{when}  {update.state.upper():9} at {stage}: {update.failure_code or ''} {escape(update.reason)}")
+        elif update.stage == "progress":
+            out.print(f"{when}  progress  step {update.progress}")
+        else:
+            out.print(f"{when}  {update.state}")
+
+    try:
+        final = asyncio.run(send_command(url, name, node, command, values, confirm=confirm, timeout_s=timeout_s,
+                                         operator=operator, on_update=show, wall_timeout_s=wall_timeout))
+    except NoGroundControl as exc:
+        _fail(str(exc), code=4)
+    except TimeoutError:
+        _fail(f"not final after {wall_timeout} wall seconds", code=3)
+    codes = {"completed": 0, "failed": 1, "refused": 2, "timed_out": 3, "expired": 3}
+    raise typer.Exit(codes.get(final.state, 1))
 
 
 @fault_app.command("list")

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import signal
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,13 @@ from lunar_gs.protocols.nodes import Node, Side
 from lunar_gs.protocols.system import ScenarioProgress, ScenarioState
 from lunar_gs.protocols.topics import Topics
 from lunar_gs.services.ascent_vehicle import AscentVehicleNode
+from lunar_gs.services.debrief import BOOKMARKS_FILE
 from lunar_gs.services.device_node import DeviceNode
 from lunar_gs.services.ground_control.archive import Archive
+from lunar_gs.services.ground_control.audit import AuditLog
+from lunar_gs.services.ground_control.console.instructor_desk import InstructorDesk
+from lunar_gs.services.ground_control.console.server import ConsoleServer, Role, RoleTokens
+from lunar_gs.services.ground_control.feed import ConsoleFeed
 from lunar_gs.services.ground_control.report import write_report
 from lunar_gs.services.ground_control.scenario import Phase, Scenario, load_scenario
 from lunar_gs.services.ground_control.scenario_runner import ScenarioRunner
@@ -61,6 +67,12 @@ class ServiceOptions:
     """Where a device service keeps its state, to resume after a crash; None keeps nothing."""
     autopilot: bool = False
     """Ground control only: send a drill's expected responses as a trainee would."""
+    console_port: int | None = None
+    """Ground control only: serve the consoles on this loopback port (0: any free one); None: no console."""
+    console_tokens: RoleTokens | None = None
+    """The consoles' credentials (None with a console: generated for this run)."""
+    announce: Callable[[str], None] | None = None
+    """Where ground control says, once, where its consoles are (the login URLs carry the tokens)."""
 
 
 def build_devices(options: ServiceOptions, start_time: float, scenario: Scenario | None = None
@@ -151,21 +163,40 @@ async def _ground_control(runtime: ServiceRuntime, options: ServiceOptions, stat
     directory = options.report_dir
     directory.mkdir(parents=True, exist_ok=True)
     archive = Archive(directory / "archive.sqlite")
-    gc = GroundControl(runtime, options.profile, archive)
+    audit = AuditLog(directory / "audit.jsonl")
+    gc = GroundControl(runtime, options.profile, archive, feed=ConsoleFeed(), audit=audit)
     gc.state_file = state_file
     if saved:
         gc.resume(saved)
     try:
-        async with asyncio.TaskGroup() as group:
-            housekeeping = group.create_task(gc.run())
-            if options.scenario is None:
-                await gc.start_clock(options.rate)
-                await asyncio.Future()  # serve until stopped
-            code = await _run_scenario(gc, options)
-            housekeeping.cancel()
-            return code
+        async with contextlib.AsyncExitStack() as stack:
+            if options.console_port is not None:
+                await _serve_consoles(stack, gc, options)
+            return await _ground_control_work(gc, options)
     finally:
         archive.close()
+        audit.close()
+
+
+async def _serve_consoles(stack: contextlib.AsyncExitStack, gc: GroundControl, options: ServiceOptions) -> None:
+    assert options.console_port is not None
+    desk = InstructorDesk(gc, options.report_dir / BOOKMARKS_FILE)
+    tokens = options.console_tokens or RoleTokens.generate()
+    server = await stack.enter_async_context(ConsoleServer(gc, desk, tokens, port=options.console_port))
+    if options.announce is not None:
+        options.announce(f"operator console:   {server.login_url(Role.OPERATOR)}")
+        options.announce(f"instructor console: {server.login_url(Role.INSTRUCTOR)}")
+
+
+async def _ground_control_work(gc: GroundControl, options: ServiceOptions) -> int:
+    async with asyncio.TaskGroup() as group:
+        housekeeping = group.create_task(gc.run())
+        if options.scenario is None:
+            await gc.start_clock(options.rate)
+            await asyncio.Future()  # serve until stopped
+        code = await _run_scenario(gc, options)
+        housekeeping.cancel()
+        return code
 
 
 async def _run_scenario(gc: GroundControl, options: ServiceOptions) -> int:

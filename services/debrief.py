@@ -74,6 +74,7 @@ TRUTH_FILE = "truth.jsonl"
 REPORT_FILE = "report.json"
 TIMELINE_FILE = "timeline.png"
 DEBRIEF_FILE = "debrief.md"
+BOOKMARKS_FILE = "bookmarks.jsonl"
 
 _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 _COMMAND_FAILED = ("failed", "timed_out", "expired")
@@ -507,6 +508,23 @@ def _fault_entry(fault_id: str, records: list[FaultRecord], view: OperatorsView,
 
 # -- the debrief -------------------------------------------------------------------------------------------
 
+def read_bookmarks(path: Path, epoch: float, warnings: list[str]) -> list[dict[str, Any]]:
+    """The instructor's bookmarks (from the console), in mission-time order: the debrief's agenda."""
+    if not path.is_file():
+        return []
+    agenda = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            mark = json.loads(line)
+            agenda.append({"sim_time": float(mark["sim_time"]), "met": met(float(mark["sim_time"]) - epoch),
+                           "note": str(mark["note"]), "by": str(mark.get("by", ""))})
+        except (ValueError, KeyError, TypeError):
+            warnings.append(f"{path}:{number}: not a bookmark, skipped")
+    return sorted(agenda, key=lambda m: m["sim_time"])
+
+
 def read_report(report_dir: Path) -> dict[str, Any]:
     report_dir = Path(report_dir)
     if not report_dir.is_dir():
@@ -567,7 +585,7 @@ def _build(report_dir: Path) -> tuple[dict[str, Any], dict[str, Any], OperatorsV
             by_fault.setdefault(record.fault_id, []).append(record)
     faults = [_fault_entry(fid, records, view, epoch, run_end) for fid, records in by_fault.items()]
     debrief = {"faults": faults, "objectives": _objectives(report), "timeline": None, "warnings": warnings,
-               "epoch": epoch}
+               "epoch": epoch, "agenda": read_bookmarks(report_dir / BOOKMARKS_FILE, epoch, warnings)}
     return debrief, report, view, epoch, run_start, run_end
 
 
@@ -729,6 +747,10 @@ def _seconds(value: float | None) -> str:
 def render_markdown(debrief: dict[str, Any], report: dict[str, Any]) -> str:
     title = report.get("scenario", "rehearsal")
     lines = [f"# Debrief: {title}", ""]
+    agenda = debrief.get("agenda", [])
+    if agenda:
+        lines += [f"## Agenda ({len(agenda)} bookmarks)", ""]
+        lines += [f"{n}. {m['met']} {m['note']} ({m['by']})" for n, m in enumerate(agenda, 1)] + [""]
     faults = debrief["faults"]
     lines += [f"## Faults ({len(faults)})", ""]
     if faults:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from lunar_gs.protocols.faults import FaultKind, FaultSpec
+from lunar_gs.services.assignments import AssignmentError, cli_value, parse_assignments
 from lunar_gs.services.ground_control.scenario import parse_duration, parse_mission_time
 
 _CONDITION = re.compile(r"^\s*([A-Za-z0-9-]+)\.([A-Za-z0-9_]+)\s*(==|!=|<=|>=|<|>)\s*(.+?)\s*$")
@@ -17,14 +17,6 @@ _CONDITION = re.compile(r"^\s*([A-Za-z0-9-]+)\.([A-Za-z0-9_]+)\s*(==|!=|<=|>=|<|
 
 class FaultOptionError(ValueError):
     pass
-
-
-def _value(text: str) -> Any:
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, str | int | float | bool) else text
 
 
 def spec_from_options(kind: str, target: str, params: list[str], *, duration: str | None = None,
@@ -35,21 +27,19 @@ def spec_from_options(kind: str, target: str, params: list[str], *, duration: st
         fault_kind = FaultKind(kind)
     except ValueError:
         raise FaultOptionError(f"unknown fault kind {kind!r}; see `lunar-gs fault list`") from None
-    values: dict[str, Any] = {}
-    for item in params:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise FaultOptionError(f"--param {item!r}: write it as name=value")
-        values[key.strip()] = _value(text.strip())
+    try:
+        values = parse_assignments(params, "--param")
+    except AssignmentError as exc:
+        raise FaultOptionError(str(exc)) from None
     trigger: dict[str, Any] = {}
     try:
         if at is not None:
             trigger["at"] = parse_mission_time(at)
         if after is not None:
-            trigger["after"] = parse_duration(_value(after))
+            trigger["after"] = parse_duration(cli_value(after))
         if before_los is not None:
-            trigger["before_los"] = parse_duration(_value(before_los))
-        spec_duration = parse_duration(_value(duration)) if duration is not None else None
+            trigger["before_los"] = parse_duration(cli_value(before_los))
+        spec_duration = parse_duration(cli_value(duration)) if duration is not None else None
     except ValueError as exc:
         raise FaultOptionError(str(exc)) from None
     if when is not None:
@@ -57,7 +47,7 @@ def spec_from_options(kind: str, target: str, params: list[str], *, duration: st
         if match is None:
             raise FaultOptionError(f"--when {when!r}: write it as NODE.FIELD OP VALUE, e.g. 'lander-drill.depth_m>=0.9'")
         node, field, op, text = match.groups()
-        trigger["when_tm"] = {"node": node, "field": field, "op": op, "value": _value(text)}
+        trigger["when_tm"] = {"node": node, "field": field, "op": op, "value": cli_value(text)}
     if when_event is not None:
         node, sep, event = when_event.partition(":")
         if not sep:

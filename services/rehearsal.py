@@ -8,6 +8,7 @@ or on Ctrl-C. It follows the run over MQTT like any console would: scenario prog
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from lunar_gs.protocols.system import ClockState, ScenarioProgress, ScenarioStat
 from lunar_gs.protocols.topics import Channel, Topics, validate_mission
 from lunar_gs.services.debrief import write_debrief
 from lunar_gs.services.drill_check import check_drill
+from lunar_gs.services.ground_control.console.server import RoleTokens
 from lunar_gs.services.ground_control.scenario import format_mission_elapsed, load_scenario
 from lunar_gs.services.mission import load_mission
 from lunar_gs.services.runtime.broker import start_broker
@@ -46,11 +48,14 @@ class _Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     log_file: IO[bytes] | None = None
+    env: dict[str, str] | None = None
+    """Extra environment (the console tokens: kept off the command line, where `ps` shows them)."""
 
     def start(self) -> None:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
+        env = {**os.environ, **self.env} if self.env else None
         self.process = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, env=env)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; waits without blocking the loop (which may be serving
@@ -89,24 +94,33 @@ class Rehearsal:
     mission: str
     report_dir: Path
     autopilot: bool = False
+    console_port: int | None = None
+    console_tokens: RoleTokens | None = None
 
     @classmethod
     def prepare(cls, *, scenario: Path, mission_file: Path, rate: float, seed: int, broker: str | None,
-                mission: str | None, report_dir: Path | None, autopilot: bool = False) -> "Rehearsal":
+                mission: str | None, report_dir: Path | None, autopilot: bool = False,
+                console_port: int | None = None, operator_token: str | None = None,
+                instructor_token: str | None = None) -> "Rehearsal":
         """Check the seed files before anything starts; errors carry file and line."""
         profile = load_mission(mission_file)
         problems = check_drill(scenario, load_scenario(scenario), profile)
         if problems:
             raise ValueError("\n".join(problems))
         name = validate_mission(mission or f"{profile.mission.name}-{uuid.uuid4().hex[:6]}")
+        tokens = RoleTokens.generate(operator_token, instructor_token) if console_port is not None else None
         return cls(scenario.resolve(), mission_file.resolve(), rate, seed, broker, name,
-                   (report_dir or Path("reports") / name).resolve(), autopilot)
+                   (report_dir or Path("reports") / name).resolve(), autopilot, console_port, tokens)
 
     async def run(self, console: Console) -> int:
         self.report_dir.mkdir(parents=True, exist_ok=True)
         (self.report_dir / "logs").mkdir(exist_ok=True)
         handle = await start_broker(self.broker)
         console.print(f"broker: {handle.kind} at {handle.url}; mission {self.mission}; rate {self.rate}")
+        if self.console_port is not None and self.console_tokens is not None:
+            base = f"http://127.0.0.1:{self.console_port}/login?token="
+            console.print(f"operator console:   {base}{self.console_tokens.operator}", soft_wrap=True)
+            console.print(f"instructor console: {base}{self.console_tokens.instructor}", soft_wrap=True)
         children = [self._child(node, handle.url, handle.kind) for node in START_ORDER]
         progress = _Progress()
         topics = Topics(self.mission)
@@ -146,11 +160,16 @@ class Rehearsal:
                 "--broker", url, "--seed", str(self.seed), "--rate", str(self.rate),
                 "--mission-file", str(self.mission_file), "--state-dir", str(self.report_dir / "state"),
                 "--scenario", str(self.scenario), "--report", str(self.report_dir)]
+        env = None
         if node is Node.GROUND_CONTROL:
             argv += ["--broker-label", f"{broker_kind} {url}"]
             if self.autopilot:
                 argv.append("--autopilot")
-        return _Child(node, argv, self.report_dir / "logs" / f"{node}.log")
+            if self.console_port is not None and self.console_tokens is not None:
+                argv += ["--console", str(self.console_port)]
+                env = {"LUNAR_GS_OPERATOR_TOKEN": self.console_tokens.operator,
+                       "LUNAR_GS_INSTRUCTOR_TOKEN": self.console_tokens.instructor}
+        return _Child(node, argv, self.report_dir / "logs" / f"{node}.log", env=env)
 
     def _follow(self, bus: Bus, topics: Topics, progress: _Progress) -> None:
         codec = get_codec("json")

@@ -345,6 +345,9 @@ class RelaySatellite:
             "dropped_messages": self.dropped,
             "storage_used": min(100.0, 100.0 * stored / capacity),
             "corrupted_frames": self.corrupted,
+            # the schedule as the relay knows it; an injected loss of signal has no known end
+            "next_los": self.link.next_loss_of_signal(now) if self.link.far_side_visible(now) else None,
+            "next_aos": self.link.next_window_start(now),
         }
 
     async def _publish_housekeeping(self, now: float) -> None:

@@ -12,7 +12,9 @@ a copy of the mission profile.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +68,10 @@ class MissionSpec:
     nodes: Sequence[Node | str] = ALL_NODES
     mission_file: Path | None = None
     autopilot: bool = False
+    console: bool = False
+    """Ground control serves the consoles on a free loopback port (`LocalMission.console_url`, tokens)."""
+    keep_state: bool = False
+    """Services keep their state in the work folder, so one killed and started again resumes."""
 
     @classmethod
     def from_marker(cls, kwargs: Mapping[str, Any]) -> MissionSpec:
@@ -77,6 +83,12 @@ class MissionSpec:
 
     def fault_specs(self) -> list[FaultSpec]:
         return [f if isinstance(f, FaultSpec) else FaultSpec.model_validate(dict(f)) for f in self.faults]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class LocalMission:
@@ -93,6 +105,16 @@ class LocalMission:
         self.faults = spec.fault_specs()
         self.scenario_file = self._scenario_file()
         self.mission_file = self._mission_file()
+        self.console_port = _free_port() if spec.console else None
+        self.operator_token = "op-" + uuid.uuid4().hex
+        self.instructor_token = "in-" + uuid.uuid4().hex
+
+    @property
+    def console_url(self) -> str:
+        """The console server's base URL (a mission started with `MissionSpec(console=True)`)."""
+        if self.console_port is None:
+            raise RuntimeError("this mission has no console: MissionSpec(console=True)")
+        return f"http://127.0.0.1:{self.console_port}"
 
     # -- files ------------------------------------------------------------------------------------------
     def _scenario_file(self) -> Path | None:
@@ -142,6 +164,10 @@ class LocalMission:
             argv += ["--scenario", str(self.scenario_file)]
         if self.spec.autopilot and node is Node.GROUND_CONTROL:
             argv.append("--autopilot")
+        if self.console_port is not None and node is Node.GROUND_CONTROL:
+            argv += ["--console", str(self.console_port)]
+        if self.spec.keep_state:
+            argv += ["--state-dir", str(self.workdir / "state")]
         return argv
 
     def start(self) -> LocalMission:
@@ -152,9 +178,11 @@ class LocalMission:
         return self
 
     def start_node(self, node: Node) -> None:
+        env = {**os.environ, "LUNAR_GS_OPERATOR_TOKEN": self.operator_token,
+               "LUNAR_GS_INSTRUCTOR_TOKEN": self.instructor_token}
         with open(self.log_path(node), "ab") as log:
             self.processes[node] = subprocess.Popen(self.argv(node), stdout=log, stderr=subprocess.STDOUT,
-                                                    start_new_session=True)
+                                                    start_new_session=True, env=env)
 
     def log_path(self, node: Node) -> Path:
         return self.workdir / f"{node}.log"

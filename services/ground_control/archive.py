@@ -101,6 +101,22 @@ class Archive:
             params.append(until)
         return list(self._db.execute(query + " ORDER BY sim_time", params))
 
+    def packets(self, node: str, *, since: float | None = None, until: float | None = None, limit: int = 5000
+                ) -> list[tuple[int, float, str]]:
+        """(seq, sim_time, body) of one node's housekeeping, oldest first; the newest `limit` when more."""
+        self.flush()
+        query = "SELECT seq, sim_time, body FROM tm WHERE node = ?"
+        params: list[Any] = [node]
+        if since is not None:
+            query += " AND sim_time >= ?"
+            params.append(since)
+        if until is not None:
+            query += " AND sim_time <= ?"
+            params.append(until)
+        rows = list(self._db.execute(query + " ORDER BY sim_time DESC, seq DESC LIMIT ?", [*params, limit]))
+        rows.reverse()
+        return rows
+
     def count_tm(self) -> int:
         self.flush()
         return int(self._db.execute("SELECT COUNT(*) FROM tm").fetchone()[0])

@@ -44,11 +44,25 @@ class TrackedCommand:
     origin: str = "scenario"
     """Who sent it: "scenario", "operator" or "autopilot" (the debrief tells trainee actions apart)."""
     stages: dict[str, float] = field(default_factory=dict)
+    failed_stage: str | None = None
+    """The verification stage a failure happened at (acceptance, for one ground control refused itself)."""
+    client_ref: str | None = None
+    """The requester's own reference (a console, `lunar-gs cmd`), echoed in every update."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def final(self) -> bool:
         return self.state in FINAL_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        """What a console shows of it."""
+        return {
+            "request_id": self.request_id, "node": self.node, "command": self.command, "args": self.args,
+            "origin": self.origin, "state": self.state.value, "sent_at": self.sent_at, "final_at": self.final_at,
+            "progress": self.progress, "stages": dict(self.stages), "failed_stage": self.failed_stage,
+            "failure_code": self.failure_code.name if self.failure_code else None, "reason": self.reason,
+            "client_ref": self.client_ref,
+        }
 
 
 class CommandBook:
@@ -58,10 +72,21 @@ class CommandBook:
         self.commands: dict[str, TrackedCommand] = {}
 
     def open(self, node: str, command: str, args: dict[str, Any], now: float, allowed_s: float,
-             origin: str = "scenario") -> TrackedCommand:
+             origin: str = "scenario", client_ref: str | None = None) -> TrackedCommand:
         request_id = f"{self._prefix}-{next(self._counter):05d}"
-        tracked = TrackedCommand(request_id, node, command, dict(args), now, now + allowed_s, origin=origin)
+        tracked = TrackedCommand(request_id, node, command, dict(args), now, now + allowed_s, origin=origin,
+                                 client_ref=client_ref)
         self.commands[request_id] = tracked
+        return tracked
+
+    def refuse(self, node: str, command: str, args: dict[str, Any], now: float, code: FailureCode, reason: str,
+               origin: str, client_ref: str | None = None) -> TrackedCommand:
+        """Book a command ground control will not send (unknown, or arguments out of the catalogue): it
+        fails at acceptance, as the node itself would have failed it, without spending the uplink."""
+        tracked = self.open(node, command, args, now, 0.0, origin, client_ref)
+        tracked.stages[f"{Stage.ACCEPTANCE}_failed"] = now
+        tracked.failed_stage = str(Stage.ACCEPTANCE)
+        self._close(tracked, CommandState.FAILED, now, code, reason)
         return tracked
 
     def on_report(self, report: VerificationReport) -> TrackedCommand | None:
@@ -71,6 +96,7 @@ class CommandBook:
             return None
         tracked.stages[f"{report.stage}{'' if report.success else '_failed'}"] = report.sim_time
         if not report.success:
+            tracked.failed_stage = str(report.stage)
             self._close(tracked, CommandState.FAILED, report.sim_time, report.failure_code, report.reason)
         elif report.stage is Stage.PROGRESS:
             tracked.progress = max(tracked.progress, report.progress_step)

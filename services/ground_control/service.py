@@ -1,16 +1,34 @@
 """Ground control: decodes and archives ground-side TM, checks limits and raises alarms, tracks every
 command's verification with timeouts in simulated time, and owns the mission clock.
+
+It is also the one door for people: commands by hand (`submit`, from `lunar-gs cmd` over MQTT or from a
+console), operators' actions on alarms (`alarm_action`), each audited; and it feeds what it learns to the
+consoles (`feed`). The instructor's ground truth is not its business: the console server holds that apart.
 """
 
 import asyncio
 import contextlib
 import time
+from datetime import UTC, datetime
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lunar_gs.protocols.commands import ArgValue, Telecommand
+import structlog
+
+from pydantic import ValidationError
+
+from lunar_gs.protocols.commands import (
+    ArgValue,
+    CommandRequest,
+    CommandUpdate,
+    Telecommand,
+    UnknownCommand,
+    describe_validation_error,
+    is_hazardous,
+    parse_command_args,
+)
 from lunar_gs.protocols.events import EVENT_STREAM, Alarm, AlarmState, Event, Rejection, RejectionCode, Severity
 from lunar_gs.protocols.nodes import FAR_SIDE_NODES, Node, Side
 from lunar_gs.protocols.system import ClockState, ScenarioProgress, ServiceState, ServiceStatus
@@ -19,11 +37,15 @@ from lunar_gs.protocols.telemetry import (
     AscentHousekeeping,
     DrillHousekeeping,
     RelayHousekeeping,
+    flatten_housekeeping,
 )
 from lunar_gs.protocols.topics import Channel, TopicError
-from lunar_gs.protocols.verification import VerificationReport
+from lunar_gs.protocols.verification import FailureCode, VerificationReport
+from lunar_gs.services.ground_control.alarms import AlarmActionError, AlarmBook, AlarmEntry
 from lunar_gs.services.ground_control.archive import Archive
+from lunar_gs.services.ground_control.audit import AuditLog
 from lunar_gs.services.ground_control.commanding import CommandBook, TrackedCommand
+from lunar_gs.services.ground_control.feed import ConsoleFeed
 from lunar_gs.services.ground_control.limits import LimitChecker
 from lunar_gs.services.mission import MissionProfile
 from lunar_gs.services.runtime.bus import IncomingMessage
@@ -34,6 +56,21 @@ from lunar_gs.services.runtime.service import ServiceRuntime
 HOUSEKEEPING = (DrillHousekeeping, ArmHousekeeping, AscentHousekeeping, RelayHousekeeping)
 DEFAULT_ONE_WAY_DELAY_S = 1.34
 """Earth-Moon 1.28 s plus the relay leg, until the relay's housekeeping says otherwise (facts.md [53][54])."""
+OPERATOR_COMMAND_TIMEOUT_S = 4 * 3600.0
+"""How long a command by hand may run when its sender names no timeout: the longest operation, drilling
+to 2 m, takes about 3 h of mission time (facts.md [12])."""
+
+
+class CommandRefused(Exception):
+    """A command by hand that ground control will not even book; `status` is the HTTP status saying why."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def utc_text(sim_time: float) -> str:
+    return datetime.fromtimestamp(sim_time, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass
@@ -73,7 +110,8 @@ class Activity:
 
 
 class GroundControl:
-    def __init__(self, runtime: ServiceRuntime, profile: MissionProfile, archive: Archive) -> None:
+    def __init__(self, runtime: ServiceRuntime, profile: MissionProfile, archive: Archive, *,
+                 feed: ConsoleFeed | None = None, audit: AuditLog | None = None) -> None:
         self.runtime = runtime
         self.profile = profile
         self.archive = archive
@@ -84,6 +122,17 @@ class GroundControl:
         self.latest: dict[str, dict[str, Any]] = {}
         self.events: list[SeenEvent] = []
         self.alarms: list[Alarm] = []
+        self.alarm_book = AlarmBook()
+        self.feed = feed if feed is not None else ConsoleFeed()
+        self.audit = audit if audit is not None else AuditLog()
+        self.received_at: dict[str, float] = {}
+        """Mission time each node's newest packet reached the ground (its stamp is spacecraft time)."""
+        self.last_far_side_packet: dict[str, Any] | None = None
+        self.link: dict[str, Any] = {"state": "unknown", "far_side_visible": None, "next_los": None,
+                                     "next_aos": None, "one_way_delay_s": DEFAULT_ONE_WAY_DELAY_S,
+                                     "stored_messages": 0, "as_of": None}
+        self._by_client_ref: dict[str, str] = {}
+        self._updates: asyncio.Queue[TrackedCommand] = asyncio.Queue()
         self.rejections: list[Rejection] = []
         self.service_states: dict[str, ServiceState] = {}
         self.instructor_state: ServiceState | None = None
@@ -111,6 +160,7 @@ class GroundControl:
         bus.subscribe(self.topics.side_filter(Side.GROUND, Channel.EV), self._on_event, qos=1)
         bus.subscribe(self.topics.side_filter(Side.GROUND, Channel.ACK), self._on_ack, qos=1)
         bus.subscribe(self.topics.all_status, self._on_status, qos=1)
+        bus.subscribe(self.topics.command_request, self._on_command_request, qos=1)
 
     # -- persistence ----------------------------------------------------------------------------------
     def save_state(self, *, force: bool = False) -> None:
@@ -123,6 +173,7 @@ class GroundControl:
             "service_states": self.service_states, "tm_gaps": self.tm_gaps, "last_tm": self._last_tm,
             "outage_s": self.outage_s, "commands_resent": self.commands_resent,
             "scenario_position": self.scenario_position, "scenario_progress": self.scenario_progress,
+            "alarm_book": self.alarm_book.snapshot(), "by_client_ref": self._by_client_ref,
         }, force=force)
 
     def resume(self, saved: dict[str, Any]) -> None:
@@ -136,11 +187,26 @@ class GroundControl:
         self.tm_gaps, self._last_tm, self.outage_s = saved["tm_gaps"], saved["last_tm"], saved["outage_s"]
         self.commands_resent = saved["commands_resent"]
         self.scenario_position, self.scenario_progress = saved["scenario_position"], saved["scenario_progress"]
+        self.alarm_book.restore(saved.get("alarm_book", []))
+        self._by_client_ref = saved.get("by_client_ref", {})
         self.runtime.log.info("state_resumed", commands=len(self.book.commands), events=len(self.events))
 
     # -- clock ----------------------------------------------------------------------------------------
     async def _publish_clock(self, state: ClockState) -> None:
         await self.runtime.bus.publish(self.topics.clock, self.runtime.codec.encode(state), qos=1, retain=True)
+        self.feed.publish({"kind": "clock", **self.clock_view()})
+
+    def clock_view(self) -> dict[str, Any]:
+        """The clock as a console shows it, with the newest far-side packet's spacecraft time against the
+        time it reached the ground (the light time, and any wait in the relay's store)."""
+        clock = self.runtime.clock
+        state = clock.state
+        if state is None:
+            return {"ready": False, "one_way_delay_s": self.one_way_delay_s}
+        now = clock.now()
+        return {"ready": True, "epoch": state.epoch, "sim_time": now, "utc": utc_text(now),
+                "met_s": now - state.epoch, "rate": state.rate, "paused": state.paused, "wall_time": time.time(),
+                "one_way_delay_s": self.one_way_delay_s, "last_packet": self.last_far_side_packet}
 
     async def start_clock(self, rate: float, settle_s: float = 0.5, at: float | None = None) -> None:
         """Start the mission clock at the epoch (or at `at`, a drill's initial conditions), unless a
@@ -174,8 +240,19 @@ class GroundControl:
         self.latest[node] = fields
         self.tm_received += 1
         self.archive.add_tm(node, "hk", tm, message.payload.decode())
+        received = self.runtime.sim_now()
+        self.received_at[node] = received
+        if tm.source in FAR_SIDE_NODES:
+            self.last_far_side_packet = {"node": node, "spacecraft_time": tm.sim_time,
+                                         "ground_receive_time": received,
+                                         "delay_s": round(received - tm.sim_time, 3)}
         if isinstance(tm, RelayHousekeeping):
             self.one_way_delay_s = tm.one_way_delay_s
+            self._note_link(tm)
+        if self.feed.active:
+            self.feed.publish({"kind": "tm", "node": node, "seq": tm.seq, "sim_time": tm.sim_time,
+                               "received_sim": received, "received_wall": time.time(),
+                               "values": flatten_housekeeping(fields)})
         for transition in self.limits.check(node, fields):
             await self.alarm(
                 transition.alarm,
@@ -188,6 +265,15 @@ class GroundControl:
                 message=transition.message,
             )
         self._activity.set()
+
+    def _note_link(self, tm: RelayHousekeeping) -> None:
+        link = {"state": "in_view" if tm.far_side_visible else "los", "far_side_visible": tm.far_side_visible,
+                "next_los": tm.next_los, "next_aos": tm.next_aos, "one_way_delay_s": tm.one_way_delay_s,
+                "stored_messages": tm.stored_messages, "as_of": tm.sim_time}
+        changed = any(link[k] != self.link.get(k) for k in ("state", "next_los", "next_aos"))
+        self.link = link
+        if changed:
+            self.feed.publish({"kind": "link", **link})
 
     def _note_gap(self, node: str, seq: int, sim_time: float) -> None:
         """Housekeeping is QoS 0: a jump in its sequence count is a gap, kept with its span."""
@@ -210,9 +296,14 @@ class GroundControl:
         if isinstance(event, Rejection):
             self.rejections.append(event)
             self.archive.add_event(node, "rejection", event.code.name, "warning", event)
+            self.feed.publish({"kind": "event", "node": node, "sim_time": event.sim_time, "event": "rejection",
+                               "severity": "warning", "message": f"{event.code.name}: {event.reason}",
+                               "data": {"topic": event.topic}})
         elif isinstance(event, Event):
             self.events.append(SeenEvent(node, event))
             self.archive.add_event(node, "event", event.event, event.severity, event)
+            self.feed.publish({"kind": "event", "node": node, "sim_time": event.sim_time, "event": event.event,
+                               "severity": str(event.severity), "message": event.message, "data": event.data})
             if event.event == "command_expired" and isinstance(rid := event.data.get("request_id"), str):
                 self._record(self.book.on_expired(rid, event.sim_time))
         self._activity.set()
@@ -260,7 +351,39 @@ class GroundControl:
         )
         self.alarms.append(alarm)
         self.archive.add_event(str(fields.get("node", "")), "alarm", name, alarm.severity, alarm)
+        self._show_alarm(self.alarm_book.apply(alarm))
         self.runtime.log.warning("alarm", alarm=name, state=str(state), detail=alarm.message)
+
+    def _show_alarm(self, entry: AlarmEntry) -> None:
+        self.feed.publish({"kind": "alarm", **entry.to_json(self.runtime.sim_now())})
+
+    def alarm_action(self, action: str, name: str, *, role: str, by: str, comment: object = None,
+                     duration_s: object = None) -> AlarmEntry:
+        """An operator acknowledges, shelves, unshelves or clears an alarm: shared by every console,
+        audited, saved with the rest. Raises AlarmActionError (with its HTTP status) when it cannot be."""
+        now, wall = self.runtime.sim_now(), time.time()
+        book = self.alarm_book
+        try:
+            match action:
+                case "acknowledge":
+                    entry = book.acknowledge(name, by, comment, now, wall)
+                case "shelve":
+                    entry = book.shelve(name, by, comment, duration_s, now, wall)
+                case "unshelve":
+                    entry = book.unshelve(name, by, now)
+                case "clear":
+                    entry = book.clear(name, by, comment, now, wall)
+                case _:
+                    raise AlarmActionError(f"unknown alarm action {action!r}", 404)
+        except AlarmActionError as exc:
+            self.audit.record(role, f"alarm.{action}", now, result="refused", by=by, alarm=name, reason=str(exc))
+            raise
+        self.audit.record(role, f"alarm.{action}", now, by=by, alarm=name, comment=comment,
+                          duration_s=duration_s)
+        self.runtime.log.info("alarm_action", alarm=name, action=action, by=by, role=role)
+        self._show_alarm(entry)
+        self.save_state(force=True)
+        return entry
 
     # -- commanding ------------------------------------------------------------------------------------
     async def send(
@@ -272,11 +395,12 @@ class GroundControl:
         timeout_s: float = 600.0,
         expires_after_s: float | None = None,
         origin: str = "scenario",
+        client_ref: str | None = None,
     ) -> TrackedCommand:
         """Send a telecommand through the relay and start tracking it."""
         now = self.runtime.clock.now()
         allowed = timeout_s + 2 * self.one_way_delay_s + self.profile.timing.command_margin_s
-        tracked = self.book.open(str(node), command, args or {}, now, allowed, origin)
+        tracked = self.book.open(str(node), command, args or {}, now, allowed, origin, client_ref)
         expires_at = now + expires_after_s if expires_after_s is not None else None
         topic = self.topics.tc(Side.GROUND, node)
         sent = await self.runtime.publish(
@@ -303,6 +427,81 @@ class GroundControl:
                 tracked.failure_code.name if tracked.failure_code else None, tracked.reason or None,
                 tracked.origin,
             )
+            self.feed.publish({"kind": "command", **tracked.to_json()})
+            self._updates.put_nowait(tracked)
+
+    async def submit(self, node: Node | str, command: str, args: dict[str, Any], *, role: str, by: str,
+                     via: str, confirm: bool = False, client_ref: str | None = None,
+                     timeout_s: float | None = None) -> TrackedCommand:
+        """A command by hand: checked against the catalogue before anything is sent; one that fails the
+        check is booked as failed at acceptance (so it shows and is archived like any failure), never sent.
+        A repeat of a `client_ref` returns the command it already started. Raises CommandRefused for a
+        command not even booked: an unknown node, no clock yet, a hazardous command not confirmed."""
+        if client_ref is not None and client_ref in self._by_client_ref:
+            return self.book.commands[self._by_client_ref[client_ref]]
+        try:
+            target = Node(node)
+        except ValueError:
+            raise CommandRefused(f"unknown node {node!r}", 404) from None
+        if not self.runtime.clock.ready:
+            raise CommandRefused("the mission clock has not started yet", 503)
+        now = self.runtime.clock.now()
+        if is_hazardous(target, command) and not confirm:
+            self.audit.record(role, "command", now, result="refused", by=by, via=via, node=str(target),
+                              command=command, args=args, reason="hazardous, not confirmed")
+            raise CommandRefused(f"{command} on {target} is hazardous: it must be confirmed", 409)
+        try:
+            parse_command_args(target, command, args)
+        except UnknownCommand as exc:
+            tracked = self.book.refuse(str(target), command, args, now, FailureCode.UNKNOWN_COMMAND, str(exc),
+                                       "operator", client_ref)
+            self._record(tracked)
+        except ValidationError as exc:
+            tracked = self.book.refuse(str(target), command, args, now, FailureCode.INVALID_ARGUMENTS,
+                                       describe_validation_error(exc), "operator", client_ref)
+            self._record(tracked)
+        else:
+            tracked = await self.send(target, command, args, origin="operator", client_ref=client_ref,
+                                      timeout_s=timeout_s if timeout_s is not None else OPERATOR_COMMAND_TIMEOUT_S)
+        if client_ref is not None:
+            self._by_client_ref[client_ref] = tracked.request_id
+        self.audit.record(role, "command", now, result=tracked.state.value, by=by, via=via,
+                          request_id=tracked.request_id, node=str(target), command=command, args=args,
+                          reason=tracked.reason or None)
+        return tracked
+
+    async def _on_command_request(self, message: IncomingMessage) -> None:
+        request = await self.runtime.decode(message, CommandRequest)
+        if request is None:
+            return
+        repeat = request.client_ref in self._by_client_ref  # QoS 1 may deliver a request twice
+        with structlog.contextvars.bound_contextvars(request_id=request.client_ref):
+            try:
+                tracked = await self.submit(request.target, request.command, dict(request.args), role="operator",
+                                            by=request.operator or "cli", via="mqtt", confirm=request.confirm,
+                                            client_ref=request.client_ref, timeout_s=request.timeout_s)
+            except CommandRefused as exc:
+                await self.runtime.publish(
+                    self.topics.command_update, CommandUpdate, qos=1, request_id=request.client_ref,
+                    client_ref=request.client_ref, target=request.target, command=request.command,
+                    args=dict(request.args), origin="operator", state="refused", final=True, reason=str(exc))
+                return
+            if repeat:
+                self._updates.put_nowait(tracked)  # say again where it stands; nothing is sent twice
+
+    async def _publish_command_updates(self) -> None:
+        """Every change of a tracked command goes out on one topic, in order (`lunar-gs cmd` follows it)."""
+        while True:
+            tracked = await self._updates.get()
+            stage = max(tracked.stages.items(), key=lambda kv: kv[1])[0] if tracked.stages else ""
+            await self.runtime.publish(
+                self.topics.command_update, CommandUpdate, qos=1, request_id=tracked.request_id,
+                client_ref=tracked.client_ref, target=Node(tracked.node), command=tracked.command,
+                args=tracked.args, origin=tracked.origin, state=tracked.state.value,
+                stage=stage.removesuffix("_failed"), progress=tracked.progress, final=tracked.final,
+                failed_stage=tracked.failed_stage,
+                failure_code=tracked.failure_code.name if tracked.failure_code else None,
+                reason=tracked.reason)
 
     # -- waiting on the world ---------------------------------------------------------------------------
     async def wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
@@ -386,10 +585,19 @@ class GroundControl:
 
     # -- housekeeping of our own --------------------------------------------------------------------------
     async def run(self) -> None:
-        """Time out overdue commands and keep the archive flushed."""
+        """Time out overdue commands, end shelf times, keep the archive flushed; publish command updates."""
+        updates = asyncio.get_running_loop().create_task(self._publish_command_updates())
+        try:
+            await self._housekeeping()
+        finally:
+            updates.cancel()
+
+    async def _housekeeping(self) -> None:
         clock = self.runtime.clock
         await clock.wait_ready()
         while True:
+            for entry in self.alarm_book.shelves_due(clock.now()):
+                self._show_alarm(entry)
             if self._outage_since is None:
                 for tracked in self.book.time_out(clock.now()):
                     self._unanswered.pop(tracked.request_id, None)
@@ -399,7 +607,7 @@ class GroundControl:
                 await self._resend_unanswered()
             self.archive.flush()
             self.save_state()
-            deadline = self.book.next_deadline()
+            deadlines = [d for d in (self.book.next_deadline(), self.alarm_book.next_shelf_end()) if d is not None]
             horizon = clock.now() + max(1.0, clock.rate * 0.25)  # flush about four times a wall second
-            await clock.sleep_until(min(deadline, horizon) if deadline else horizon, self._wake)
+            await clock.sleep_until(min([*deadlines, horizon]), self._wake)
 

@@ -33,6 +33,9 @@ class RuntimeSettings(BaseSettings):
     log_json: bool = True
     data_dir: Path = Path("var")
     codec: str = "json"
+    operator_token: str | None = None
+    """The console's operator credential (ground control with `--console`); None: one generated per run."""
+    instructor_token: str | None = None
     seeds_dir: Path = Path("seeds")
 
     @field_validator("broker")
