@@ -55,6 +55,8 @@ def run(
     console_port: Annotated[int | None, typer.Option(
         "--console", min=0, max=65535,
         help="ground control only: serve the operator and instructor consoles on this loopback port")] = None,
+    console_host: Annotated[str, typer.Option(
+        help="address the console listens on (a container needs 0.0.0.0 to publish its port)")] = "127.0.0.1",
     operator_token: Annotated[str | None, typer.Option(
         help="console operator credential [env LUNAR_GS_OPERATOR_TOKEN]; default: generated")] = None,
     instructor_token: Annotated[str | None, typer.Option(
@@ -89,7 +91,7 @@ def run(
         node=service, broker_url=broker_url, mission=mission_name, profile=profile, seed=seed, rate=rate,
         codec=settings.codec, scenario=scenario,
         report_dir=report or settings.data_dir / mission_name, broker_label=broker_label, state_dir=state_dir,
-        autopilot=autopilot, console_port=console_port, console_tokens=tokens,
+        autopilot=autopilot, console_port=console_port, console_host=console_host, console_tokens=tokens,
         announce=lambda line: print(line, file=sys.stderr, flush=True),
     )
     raise typer.Exit(asyncio.run(run_service(options)))

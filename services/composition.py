@@ -69,6 +69,8 @@ class ServiceOptions:
     """Ground control only: send a drill's expected responses as a trainee would."""
     console_port: int | None = None
     """Ground control only: serve the consoles on this loopback port (0: any free one); None: no console."""
+    console_host: str = "127.0.0.1"
+    """Loopback by default; a container publishes the port from 0.0.0.0 inside it."""
     console_tokens: RoleTokens | None = None
     """The consoles' credentials (None with a console: generated for this run)."""
     announce: Callable[[str], None] | None = None
@@ -182,7 +184,8 @@ async def _serve_consoles(stack: contextlib.AsyncExitStack, gc: GroundControl, o
     assert options.console_port is not None
     desk = InstructorDesk(gc, options.report_dir / BOOKMARKS_FILE)
     tokens = options.console_tokens or RoleTokens.generate()
-    server = await stack.enter_async_context(ConsoleServer(gc, desk, tokens, port=options.console_port))
+    server = await stack.enter_async_context(ConsoleServer(gc, desk, tokens, port=options.console_port,
+                                                                   host=options.console_host))
     if options.announce is not None:
         options.announce(f"operator console:   {server.login_url(Role.OPERATOR)}")
         options.announce(f"instructor console: {server.login_url(Role.INSTRUCTOR)}")

@@ -26,3 +26,11 @@ def test_compose_names_every_service_and_only_real_ones() -> None:
         result = CliRunner().invoke(app, [*argv, "--help"])
         assert result.exit_code == 0, result.output
         assert spec["environment"]["LUNAR_GS_BROKER"] == "mqtt://broker:1883"
+
+
+def test_compose_publishes_the_console_port_of_ground_control_on_loopback() -> None:
+    ground = yaml.safe_load(COMPOSE.read_text())["services"]["ground-control"]
+    argv = shlex.split(ground["command"][-1].split("&&")[-1])
+    port = argv[argv.index("--console") + 1]
+    assert argv[argv.index("--console-host") + 1] == "0.0.0.0"  # inside the container, so it can be published
+    assert ground["ports"] == [f"127.0.0.1:{port}:{port}"]
