@@ -29,6 +29,7 @@ from lunar_gs.services.ground_control.service import CommandRefused, GroundContr
 STATIC_DIR = Path(__file__).parent / "static"
 HISTORY_LIMIT_MAX = 20_000
 BY_MAX = 64
+FAR_SIDE_NAMES = frozenset(str(n) for n in FAR_SIDE_NODES)
 STALE_PERIODS = 3.0
 """A parameter is stale once no packet came for this many idle housekeeping periods (mission time)."""
 
@@ -239,7 +240,7 @@ class ConsoleServer:
         return _json(self._dictionary)
 
     def _stale(self, node: str, sim_time: float, now: float) -> bool:
-        if node in {str(n) for n in FAR_SIDE_NODES} and self.gc.link.get("state") == "los":
+        if node in FAR_SIDE_NAMES and self.gc.link.get("state") == "los":
             return True
         return now - sim_time > self.stale_after_s
 
