@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,13 +24,21 @@ pytestmark = pytest.mark.integration
 RATE = "1000"
 
 
-def rehearse(tmp_path: Path, mission: str, broker: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+def rehearse(tmp_path: Path, mission: str, broker: str, *extra: str,
+             while_running: Callable[[str], None] | None = None) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """`lunar-gs rehearse` as a user runs it; `while_running(line)` sees each line it prints as it prints it."""
     report_dir = tmp_path / "report"
-    result = subprocess.run(
-        [sys.executable, "-m", "lunar_gs.services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate", RATE,
-         "--seed", "7", "--broker", broker, "--mission", mission, "--report", str(report_dir)],
-        capture_output=True, text=True, timeout=240,
-    )
+    argv = [sys.executable, "-m", "lunar_gs.services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate",
+            RATE, "--seed", "7", "--broker", broker, "--mission", mission, "--report", str(report_dir), *extra]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if while_running is not None:
+                while_running(line)
+        _, stderr = process.communicate(timeout=240)
+    result = subprocess.CompletedProcess(argv, process.returncode, "".join(lines), stderr)
     report_path = report_dir / "report.json"
     assert report_path.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     return result, json.loads(report_path.read_text())
@@ -72,8 +85,22 @@ def test_nominal_rehearsal_passes_on_mosquitto_and_a_third_party_client_reads_gr
         subscriber = subprocess.Popen(
             [sys.executable, "-c", PAHO_SUBSCRIBER, str(mosquitto_session.port), f"lgs/v1/{mission}/ground/+/tm/+"],
             stdout=subprocess.PIPE, text=True)
-    result, report = rehearse(tmp_path, mission, mosquitto_session.url)
+    port = _free_port()
+    answers: dict[str, int] = {}
+
+    def use_the_console(line: str) -> None:
+        """While it runs: the printed login links give each role its page, and only its own."""
+        for role in ("operator", "instructor"):
+            if line.startswith(f"{role} console:"):
+                url = line.split()[-1]
+                assert url.startswith(f"http://127.0.0.1:{port}/login?token=")
+                answers[role] = _status(url.replace("/login?token=", "/api/v1/instructor/truth?token="),
+                                        token=url.split("token=")[1])
+
+    result, report = rehearse(tmp_path, mission, mosquitto_session.url, "--console", str(port),
+                              while_running=use_the_console)
     assert_nominal(result, report, tmp_path)
+    assert answers == {"operator": 403, "instructor": 200}, result.stdout[:2000]
     assert report["broker"] == f"external {mosquitto_session.url}"
     output, _ = subscriber.communicate(timeout=30)
     lines = [line for line in output.splitlines() if line.strip()]
@@ -89,6 +116,28 @@ def test_nominal_rehearsal_passes_on_the_embedded_broker(mission: str, tmp_path:
     result, report = rehearse(tmp_path, mission, "embedded")
     assert_nominal(result, report, tmp_path)
     assert "embedded" in result.stdout and report["broker"].startswith("embedded")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _status(url: str, token: str) -> int:
+    """The status of a GET with a bearer token, waiting (wall time) for ground control to start serving."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as refused:
+            return refused.code
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 PAHO_SUBSCRIBER = """
