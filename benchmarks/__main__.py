@@ -20,12 +20,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import baseline, kit, pipeline, profile, rehearsal, replay, side_by_side
+from benchmarks import baseline, console as console_bench, kit, pipeline, profile, rehearsal, replay, side_by_side
 from benchmarks.harness import private_broker
 from lunar_gs.services.runtime.logging import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("baseline", "pipeline", "rehearsal", "side_by_side", "replay", "kit")
+SECTIONS = ("baseline", "pipeline", "rehearsal", "side_by_side", "replay", "kit", "console")
 
 
 def _ints(text: str) -> list[int]:
@@ -47,6 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--window", type=float, help="seconds per side-by-side trial (default 15, quick 8)")
     p.add_argument("--replay-messages", type=int, help="messages of the replay benchmark (default 20000, "
                    "quick 10000)")
+    p.add_argument("--console-rate", type=int, default=1000, help="offered drill TM msgs/s of the console "
+                   "benchmark (default 1000)")
+    p.add_argument("--console-seconds", type=float, help="seconds per console window (default 10, quick 5)")
+    p.add_argument("--console-browsers", type=int, default=5, help="operator pages of the console benchmark "
+                   "(default 5)")
     p.add_argument("--profile", action="store_true", help="also profile every service under cProfile at a "
                    "fixed TM rate; .prof files and summary.txt go to --profile-dir")
     p.add_argument("--profile-rate", type=int, default=1000, help="offered TM msgs/s while profiling")
@@ -63,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.missions = args.missions or ([1, 2, 4] if q else [1, 2, 4, 8])
     args.window = args.window or (8.0 if q else 15.0)
     args.replay_messages = args.replay_messages or (10_000 if q else 20_000)
+    args.console_seconds = args.console_seconds or (5.0 if q else 10.0)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
@@ -120,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
                 k = results["kit"]
                 log(f"  {k['per_packet_us']['0']} us/packet with no window, +{k['never_overhead_us_per_packet']} us "
                     f"with one ({k['ratio_one_window']} x), {k['ratio_ten_windows']} x with ten")
+            if "console" in args.sections:
+                log(f"[bold]7. operator console[/]: TM packet at ground control -> value in "
+                    f"{args.console_browsers} browser(s), at {args.console_rate:,} TM/s")
+                results["console"] = console_bench.run(broker.url, workdir, offered=args.console_rate,
+                                                       window_s=args.console_seconds,
+                                                       browsers=args.console_browsers, log=log)
             if args.profile:
-                log("[bold]7. profile[/] of each service under cProfile (CPU time)")
+                log("[bold]8. profile[/] of each service under cProfile (CPU time)")
                 results["profile"] = profile.run(broker.url, workdir, args.profile_dir.resolve(),
                                                  offered=args.profile_rate, seconds=args.profile_seconds,
                                                  top=25, log=log)
@@ -223,6 +235,31 @@ def render(r: dict[str, Any]) -> Table:
         t.add_row("[bold]never_overhead_us_per_packet[/] (one window)", _f(kit_result["never_overhead_us_per_packet"],
                   "{:.2f}"), f"{kit_result['ratio_one_window']} x the baseline; ten windows "
                              f"{kit_result['ratio_ten_windows']} x")
+    con = r.get("console", {})
+    if con.get("skipped"):
+        t.add_row("operator console", "skipped", con["skipped"])
+    elif con:
+        w, wo = con["with_browsers"], con["without"]
+        lat, sock, frame = w["latency"], w["socket_latency"], w["frame_latency"]
+        t.add_row(f"console: TM at ground control -> value shown in {con['browsers']} pages at "
+                  f"{con['offered_msgs_per_s']:,} TM/s, p50 / p99 / max (ms)",
+                  f"{_f(lat['p50_ms'])} / {_f(lat['p99_ms'])} / {_f(lat['max_ms'])}",
+                  f"{lat['samples']:,} samples, {w['not_shown']:,} not shown; goal p99 <= "
+                  f"{con['p99_goal_ms']:g}: {'met' if con['p99_met'] else 'NOT met'}")
+        t.add_row("  to the page's socket handler / to the next frame drawn, p50 / p99 (ms)",
+                  f"{_f(sock['p50_ms'])} / {_f(sock['p99_ms'])}; {_f(frame['p50_ms'])} / {_f(frame['p99_ms'])}",
+                  f"{w['renders_newest']:,} of {w['renders']:,} renders showed the newest packet")
+        t.add_row("  ground control CPU, without / with pages (% of a core)",
+                  f"{_f(wo['gc_cpu_pct'])} / {_f(w['gc_cpu_pct'])}",
+                  f"ratio {_f(con['gc_cpu_ratio'], '{:.2f}')}; decoded {_f(wo.get('gc_tm_decoded_per_s'))} / "
+                  f"{_f(w.get('gc_tm_decoded_per_s'))} TM/s; dropped {con['gc_bus']['incoming_overflow']:,}")
+        t.add_row("  ground control's queue at the window's end, without / with pages (ms)",
+                  f"{_f(wo.get('gc_lag_ms'))} / {_f(w.get('gc_lag_ms'))}",
+                  "age of the newest packet it had decoded")
+        t.add_row("  same span from the publisher (ground control's queue too), p50 / p99 (ms)",
+                  f"{_f(w['from_publish']['p50_ms'])} / {_f(w['from_publish']['p99_ms'])}",
+                  f"browsers {_f(w['browsers_cpu_pct'])} %, machine busy {_f(w['machine_busy_pct'])} % "
+                  f"of {w['cores'] * 100} % (without pages {_f(wo['machine_busy_pct'])} %)")
     for node, mb in r.get("service_rss_mb", {}).items():
         t.add_row(f"RSS {node} (MB) rest / load", f"{mb['rest']:.1f} / {mb['load']:.1f}", "")
     prof = r.get("profile")
