@@ -29,6 +29,23 @@ export async function api(method, path, body) {
   return { ok: resp.ok, status: resp.status, data };
 }
 
+/** GET `path` and hand its JSON to `apply`; returns the answer, so a caller can report a failure. */
+export async function load(path, apply) {
+  const answer = await api("GET", path);
+  if (answer.ok && answer.data) apply(answer.data);
+  return answer;
+}
+
+/** The mission dictionary, retried with backoff until ground control answers (the page needs it to draw). */
+export async function loadDictionary(onFailure) {
+  for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
+    const answer = await api("GET", "/api/v1/dictionary");
+    if (answer.ok && answer.data && Array.isArray(answer.data.parameters)) return answer.data;
+    onFailure(errorText(answer));
+    await new Promise((r) => setTimeout(r, delay * 1000));
+  }
+}
+
 export class ApiError extends Error {
   constructor(answer) {
     super(errorText(answer));

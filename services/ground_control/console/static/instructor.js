@@ -1,7 +1,7 @@
 // Lunar GS instructor console: clock control, fault injection, ground truth, bookmarks, audit.
 import {
   FAR_SIDE, AlarmTable, ClockView, EventLog, LinkView, LiveSocket, MissionClock,
-  api, argField, collectArgs, connView, errorText, every, fmtMET, fmtUTC, h, markValidity, parseMET,
+  api, argField, collectArgs, connView, errorText, every, fmtMET, load, loadDictionary, fmtUTC, h, markValidity, parseMET,
   shortTimeCell, timeCell,
 } from "/static/console.js";
 
@@ -339,14 +339,6 @@ function onItems(items) {
   for (const [node, it] of newest) notePacket(node, { seq: it.seq, sim_time: it.sim_time, values: it.values || {}, staleFlag: false });
 }
 
-async function loadDictionary() {
-  for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
-    const answer = await api("GET", "/api/v1/dictionary");
-    if (answer.ok && answer.data && Array.isArray(answer.data.nodes)) return answer.data;
-    $("#mission").textContent = `no dictionary: ${errorText(answer)}`;
-    await new Promise((r) => setTimeout(r, delay * 1000));
-  }
-}
 
 async function loadCatalogue() {
   const answer = await api("GET", `${I}/faults/catalogue`);
@@ -354,32 +346,20 @@ async function loadCatalogue() {
   else $("#fault-result").replaceChildren(`no fault catalogue: ${errorText(answer)}`);
 }
 
-async function loadEvents() {
-  const answer = await api("GET", "/api/v1/events?limit=500");
-  if (answer.ok && answer.data) for (const e of answer.data.events || []) events.add(e);
-}
+const loadEvents = () => load("/api/v1/events?limit=500", (d) => { for (const e of d.events || []) events.add(e); });
 
-async function loadAlarms() {
-  const answer = await api("GET", "/api/v1/alarms");
-  if (answer.ok && answer.data) alarms.load(answer.data.alarms || []);
-}
+const loadAlarms = () => load("/api/v1/alarms", (d) => alarms.load(d.alarms || []));
 
-async function loadClock() {
-  const answer = await api("GET", "/api/v1/clock");
-  if (answer.ok && answer.data) clock.set(answer.data);
-}
+const loadClock = () => load("/api/v1/clock", (d) => clock.set(d));
 
-async function loadLink() {
-  const answer = await api("GET", "/api/v1/link");
-  if (answer.ok && answer.data) { link.set(answer.data); evalStale(); }
-}
+const loadLink = () => load("/api/v1/link", (d) => { link.set(d); evalStale(); });
 
 async function main() {
   link = new LinkView($("#link"), clock);
   new ClockView($("#clock"), clock);
   const status = connView($("#conn"));
 
-  dict = await loadDictionary();
+  dict = await loadDictionary((why) => { $("#mission").textContent = `no dictionary: ${why}`; });
   clock.epoch = Number(dict.epoch);
   $("#mission").textContent = `mission ${dict.mission || "?"}`;
   document.title = `Lunar GS · Instructor · ${dict.mission || ""}`;

@@ -1,7 +1,7 @@
 // Lunar GS operator console: telemetry, plots, alarms, events, commanding.
 import {
   FAR_SIDE, SEV_RANK, AlarmTable, ClockView, EventLog, LinkView, LiveSocket, MissionClock,
-  api, argField, collectArgs, connView, errorText, fmtArgs, fmtUTC, fmtValue, h, markValidity, timeCell,
+  api, argField, load, loadDictionary, collectArgs, connView, errorText, fmtArgs, fmtUTC, fmtValue, h, markValidity, timeCell,
 } from "/static/console.js";
 
 const PLOT_KEYS = [
@@ -492,14 +492,6 @@ function buildCommandForm() {
 
 // -- loading and the live stream -------------------------------------------------------------------------
 
-async function loadDictionary() {
-  for (let delay = 1; ; delay = Math.min(delay * 2, 10)) {
-    const answer = await api("GET", "/api/v1/dictionary");
-    if (answer.ok && answer.data && Array.isArray(answer.data.parameters)) return answer.data;
-    $("#mission").textContent = `no dictionary: ${errorText(answer)}`;
-    await new Promise((r) => setTimeout(r, delay * 1000));
-  }
-}
 
 async function loadLatest() {
   const answer = await api("GET", "/api/v1/latest");
@@ -513,31 +505,16 @@ async function loadLatest() {
   }
 }
 
-async function loadAlarms() {
-  const answer = await api("GET", "/api/v1/alarms");
-  if (answer.ok && answer.data) alarms.load(answer.data.alarms || []);
-}
+const loadAlarms = () => load("/api/v1/alarms", (d) => alarms.load(d.alarms || []));
 
 /** The newest events ground control kept (GET /api/v1/events, beside the documented API); the live stream adds to them. */
-async function loadEvents() {
-  const answer = await api("GET", "/api/v1/events?limit=500");
-  if (answer.ok && answer.data) for (const e of answer.data.events || []) events.add(e);
-}
+const loadEvents = () => load("/api/v1/events?limit=500", (d) => { for (const e of d.events || []) events.add(e); });
 
-async function loadCommands() {
-  const answer = await api("GET", "/api/v1/commands");
-  if (answer.ok && answer.data) commands.load(answer.data.commands || []);
-}
+const loadCommands = () => load("/api/v1/commands", (d) => commands.load(d.commands || []));
 
-async function loadClock() {
-  const answer = await api("GET", "/api/v1/clock");
-  if (answer.ok && answer.data) clock.set(answer.data);
-}
+const loadClock = () => load("/api/v1/clock", (d) => clock.set(d));
 
-async function loadLink() {
-  const answer = await api("GET", "/api/v1/link");
-  if (answer.ok && answer.data) { link.set(answer.data); evalStale(); }
-}
+const loadLink = () => load("/api/v1/link", (d) => { link.set(d); evalStale(); });
 
 /** History of the plotted parameters, one request per node; `sinceLast`: only after the newest point held. */
 async function backfill(sinceLast) {
@@ -610,7 +587,7 @@ async function main() {
   new ClockView($("#clock"), clock);
   const status = connView($("#conn"));
 
-  dict = await loadDictionary();
+  dict = await loadDictionary((why) => { $("#mission").textContent = `no dictionary: ${why}`; });
   clock.epoch = Number(dict.epoch);
   $("#mission").textContent = `mission ${dict.mission || "?"}`;
   document.title = `Lunar GS · Operator · ${dict.mission || ""}`;
