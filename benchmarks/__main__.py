@@ -20,7 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import baseline, console as console_bench, kit, pipeline, profile, rehearsal, replay, side_by_side
+from benchmarks import baseline, kit, pipeline, profile, rehearsal, replay, side_by_side
+from benchmarks import console as console_bench
 from benchmarks.harness import private_broker
 from lunar_gs.services.runtime.logging import configure_logging
 
@@ -251,8 +252,8 @@ def render(r: dict[str, Any]) -> Table:
                   f"{w['renders_newest']:,} of {w['renders']:,} renders showed the newest packet")
         t.add_row("  ground control CPU, without / with pages (% of a core)",
                   f"{_f(wo['gc_cpu_pct'])} / {_f(w['gc_cpu_pct'])}",
-                  f"ratio {_f(con['gc_cpu_ratio'], '{:.2f}')}; decoded {_f(wo.get('gc_tm_decoded_per_s'))} / "
-                  f"{_f(w.get('gc_tm_decoded_per_s'))} TM/s; dropped {con['gc_bus']['incoming_overflow']:,}")
+                  f"ratio {_f(con['gc_cpu_ratio'], '{:.2f}')}; stream {_f(wo.get('gc_stream_per_s'))} / "
+                  f"{_f(w.get('gc_stream_per_s'))} TM/s; dropped {con['gc_bus']['incoming_overflow']:,}")
         t.add_row("  ground control's queue at the window's end, without / with pages (ms)",
                   f"{_f(wo.get('gc_lag_ms'))} / {_f(w.get('gc_lag_ms'))}",
                   "age of the newest packet it had decoded")
