@@ -120,8 +120,12 @@ async def run_service(options: ServiceOptions) -> int:
     scenario = load_scenario(options.scenario) if options.scenario is not None else None
     try:
         if node is Node.GROUND_CONTROL:
-            async with runtime:
-                exit_code = await _ground_control(runtime, options, state_file, saved)
+            # the archive and the audit log outlive the runtime: its handlers may write until it stops
+            options.report_dir.mkdir(parents=True, exist_ok=True)
+            with contextlib.closing(Archive(options.report_dir / "archive.sqlite")) as archive, \
+                    contextlib.closing(AuditLog(options.report_dir / "audit.jsonl")) as audit:
+                async with runtime:
+                    exit_code = await _ground_control(runtime, options, state_file, saved, archive, audit)
         elif node is Node.INSTRUCTOR:
             instructor = Instructor(runtime, options.profile, seed=options.seed,
                                     truth_path=options.report_dir / "truth.jsonl",
@@ -161,23 +165,15 @@ def _build_node(runtime: ServiceRuntime, options: ServiceOptions, devices: dict[
 
 
 async def _ground_control(runtime: ServiceRuntime, options: ServiceOptions, state_file: StateFile | None,
-                          saved: dict[str, Any] | None) -> int:
-    directory = options.report_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    archive = Archive(directory / "archive.sqlite")
-    audit = AuditLog(directory / "audit.jsonl")
+                          saved: dict[str, Any] | None, archive: Archive, audit: AuditLog) -> int:
     gc = GroundControl(runtime, options.profile, archive, feed=ConsoleFeed(), audit=audit)
     gc.state_file = state_file
     if saved:
         gc.resume(saved)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            if options.console_port is not None:
-                await _serve_consoles(stack, gc, options)
-            return await _ground_control_work(gc, options)
-    finally:
-        archive.close()
-        audit.close()
+    async with contextlib.AsyncExitStack() as stack:
+        if options.console_port is not None:
+            await _serve_consoles(stack, gc, options)
+        return await _ground_control_work(gc, options)
 
 
 async def _serve_consoles(stack: contextlib.AsyncExitStack, gc: GroundControl, options: ServiceOptions) -> None:

@@ -28,6 +28,10 @@ from lunar_gs.services.ground_control.service import CommandRefused, GroundContr
 
 STATIC_DIR = Path(__file__).parent / "static"
 HISTORY_LIMIT_MAX = 20_000
+FRAMES_PER_S = 50
+FRAME_GAP_S = 1.0 / FRAMES_PER_S
+"""The live stream's pace under load: one frame per packet at 1,000 packets a second made five browsers
+use more CPU than two cores have (benchmarks/console.py); 20 ms between frames keeps the added wait small."""
 BY_MAX = 64
 FAR_SIDE_NAMES = frozenset(str(n) for n in FAR_SIDE_NODES)
 STALE_PERIODS = 3.0
@@ -295,6 +299,9 @@ class ConsoleServer:
                         await ws.send_str(json.dumps({"type": "overflow", "dropped": dropped}))
                     if items:
                         await ws.send_str(json.dumps({"type": "batch", "items": items}, default=str))
+                        # what arrives meanwhile shares the next frame: a busy stream costs a browser at
+                        # most FRAMES_PER_S frames a second, a quiet one waits for nothing
+                        await asyncio.sleep(FRAME_GAP_S)
 
             writer = asyncio.get_running_loop().create_task(write())
             try:

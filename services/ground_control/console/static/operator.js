@@ -256,15 +256,15 @@ function notePacket(node, packet) {
   scheduleRender(n);
 }
 
-/** Renders a node's table at most 10 times a second (at a high clock rate packets come in hundreds). */
+/** Renders a node's table once per display frame at most (at a high clock rate packets come in hundreds a
+ * second, and only the newest can be seen): the value shows at the next frame, never later. */
 function scheduleRender(n) {
-  if (n.renderTimer) return;
-  const wait = Math.max(0, 100 - (performance.now() - (n.renderedAt || 0)));
-  n.renderTimer = setTimeout(() => {
-    n.renderTimer = null;
-    n.renderedAt = performance.now();
+  if (n.renderPending) return;
+  n.renderPending = true;
+  requestAnimationFrame(() => {
+    n.renderPending = false;
     renderNode(n);
-  }, wait);
+  });
 }
 
 function renderNode(n) {
