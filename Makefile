@@ -16,7 +16,7 @@ rehearse: $(STAMP)
 	$(BIN)/lunar-gs rehearse seeds/nominal.yaml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -148,16 +148,16 @@ def check(
             if "phases" in path.read_text(encoding="utf-8", errors="replace"):
                 problems = check_drill(path, load_scenario(path), profile)
                 for problem in problems:
-                    console.print(f"[bold red]error:[/] {problem}")
+                    console.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)
                 if problems:
                     failed = True
                     continue
             else:
                 load_mission(path)
-            console.print(f"[green]ok[/] {path}")
+            console.print(f"[green]ok[/] {escape(str(path))}", soft_wrap=True)
         except (SeedError, OSError) as exc:
             failed = True
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # one line: file:line stays whole
     raise typer.Exit(1 if failed else 0)
 
 

@@ -107,9 +107,11 @@ class AlarmBook:
                                    raise_count=entry.raise_count + 1 if entry else 1)
                 self.entries[alarm.alarm] = entry
             else:
-                entry.raise_count += 1 if not entry.active else 0
-                entry.active, entry.raised_at, entry.cleared_at = True, alarm.sim_time, None
-                entry.acknowledged = None  # raised again: someone must look again
+                if not entry.active:  # raised again after it cleared: someone must look again
+                    entry.raise_count += 1
+                    entry.raised_at, entry.cleared_at = alarm.sim_time, None
+                    entry.acknowledged = None
+                entry.active = True  # a raise of one already raised (a restart) changes only the reading
                 entry.severity, entry.message = str(alarm.severity), alarm.message
                 entry.value, entry.limit = alarm.value, alarm.limit
         else:

@@ -174,6 +174,7 @@ class GroundControl:
             "outage_s": self.outage_s, "commands_resent": self.commands_resent,
             "scenario_position": self.scenario_position, "scenario_progress": self.scenario_progress,
             "alarm_book": self.alarm_book.snapshot(), "by_client_ref": self._by_client_ref,
+            "limits_active": sorted(self.limits.active),
         }, force=force)
 
     def resume(self, saved: dict[str, Any]) -> None:
@@ -188,6 +189,7 @@ class GroundControl:
         self.commands_resent = saved["commands_resent"]
         self.scenario_position, self.scenario_progress = saved["scenario_position"], saved["scenario_progress"]
         self.alarm_book.restore(saved.get("alarm_book", []))
+        self.limits.active = set(saved.get("limits_active", ()))  # no second raise of what is raised
         self._by_client_ref = saved.get("by_client_ref", {})
         self.runtime.log.info("state_resumed", commands=len(self.book.commands), events=len(self.events))
 

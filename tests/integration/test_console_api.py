@@ -166,7 +166,7 @@ def test_history_is_the_archive_in_time_order_without_duplicates(console: Consol
     for row in rows:
         assert by_seq[row["seq"]] == (row["sim_time"], row["values"]["depth_m"])
     assert set(rows[0]["values"]) == {"depth_m", "torque_nm"}
-    last_two = console.get(f"/api/v1/history?node=lander-drill&since={times[-2]}&limit=2")["rows"]
+    last_two = console.get(f"/api/v1/history?node=lander-drill&since={times[-2]}&until={times[-1]}&limit=2")["rows"]
     assert [r["sim_time"] for r in last_two] == times[-2:]
     assert console.request("GET", "/api/v1/history?node=pluto")[0] == 404
     assert console.request("GET", "/api/v1/history?node=lander-drill&since=yesterday")[0] == 400

@@ -100,6 +100,16 @@ def test_raised_again_after_an_acknowledgement_it_is_unacknowledged_again() -> N
     assert entry.status(31.0) is AlarmStatus.UNACKNOWLEDGED and entry.raise_count == 2
 
 
+def test_a_second_raise_of_a_raised_alarm_keeps_its_acknowledgement() -> None:
+    """A restarted ground control's limits raise again what was raised: it must not undo an operator's ack."""
+    book = AlarmBook()
+    book.apply(alarm(AlarmState.RAISED, 10.0))
+    book.acknowledge("lander-drill.torque_nm", "operator", "seen", 11.0, 1.0)
+    book.apply(alarm(AlarmState.RAISED, 12.0))
+    [entry] = book.listed(13.0)
+    assert entry.status(13.0) is AlarmStatus.ACKNOWLEDGED and entry.raise_count == 1 and entry.raised_at == 10.0
+
+
 def test_a_shelf_runs_out_in_mission_time_and_is_reported_once() -> None:
     book = AlarmBook()
     book.apply(alarm(AlarmState.RAISED, 10.0))
