@@ -14,6 +14,7 @@ const PLOT_KEYS = [
 ];
 const PLOT_COLOURS = ["#4fb3ff", "#ffb000", "#3ddc84", "#c792ea", "#ff7a59", "#5eead4"];
 const MAX_POINTS = 5000;
+const PLOT_REDRAW_MS = 500;   // twice a second: redrawing 5,000-point plots is most of a busy page's CPU
 const MAX_COMMAND_ROWS = 500;
 const TIME_PARAMS = new Set(["next_los", "next_aos"]);   // mission times: shown as UTC (data-value stays raw)
 
@@ -641,7 +642,7 @@ async function main() {
   lgs.ready = true;
 
   setInterval(evalStale, 1000);
-  setInterval(redrawPlots, 250);
+  setInterval(redrawPlots, PLOT_REDRAW_MS);
   setInterval(loadClock, 15000);
 }
 
