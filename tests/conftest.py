@@ -20,7 +20,7 @@ from lunar_gs.services.runtime.broker import EmbeddedBrokerProcess, MosquittoPro
 
 
 SEQUENTIAL_REHEARSALS = frozenset({"test_drills.py", "test_rehearsal.py", "test_hostile_input.py",
-                                   "test_kit_in_a_fresh_project.py"})
+                                   "test_kit_in_a_fresh_project.py", "test_fault_catalogue.py"})
 """The modules whose accelerated runs failed with another module running beside them (the broker-kill and
 killed-services rehearsals of test_failures.py did not: they share the other core with the rest)."""
 

@@ -86,12 +86,11 @@ class Archive:
             self._events.clear()
         self._db.commit()
 
-    def series(self, node: str, *fields: str, since: float | None = None, until: float | None = None
-               ) -> list[tuple[float, ...]]:
-        """(sim_time, field...) rows of one node's housekeeping, in time order."""
+    def _node_tm(self, columns: str, node: str, since: float | None, until: float | None
+                 ) -> tuple[str, list[Any]]:
+        """The query, flushed first, for one node's housekeeping within a mission-time range."""
         self.flush()
-        columns = ", ".join(f"json_extract(body, '$.{f}')" for f in fields)
-        query = f"SELECT sim_time, {columns} FROM tm WHERE node = ?"
+        query = f"SELECT {columns} FROM tm WHERE node = ?"
         params: list[Any] = [node]
         if since is not None:
             query += " AND sim_time >= ?"
@@ -99,20 +98,19 @@ class Archive:
         if until is not None:
             query += " AND sim_time <= ?"
             params.append(until)
+        return query, params
+
+    def series(self, node: str, *fields: str, since: float | None = None, until: float | None = None
+               ) -> list[tuple[float, ...]]:
+        """(sim_time, field...) rows of one node's housekeeping, in time order."""
+        columns = ", ".join(f"json_extract(body, '$.{f}')" for f in fields)
+        query, params = self._node_tm(f"sim_time, {columns}", node, since, until)
         return list(self._db.execute(query + " ORDER BY sim_time", params))
 
     def packets(self, node: str, *, since: float | None = None, until: float | None = None, limit: int = 5000
                 ) -> list[tuple[int, float, str]]:
         """(seq, sim_time, body) of one node's housekeeping, oldest first; the newest `limit` when more."""
-        self.flush()
-        query = "SELECT seq, sim_time, body FROM tm WHERE node = ?"
-        params: list[Any] = [node]
-        if since is not None:
-            query += " AND sim_time >= ?"
-            params.append(since)
-        if until is not None:
-            query += " AND sim_time <= ?"
-            params.append(until)
+        query, params = self._node_tm("seq, sim_time, body", node, since, until)
         rows = list(self._db.execute(query + " ORDER BY sim_time DESC, seq DESC LIMIT ?", [*params, limit]))
         rows.reverse()
         return rows
