@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lunar_gs.protocols.envelope import Envelope
 from lunar_gs.protocols.nodes import Node
+from lunar_gs.protocols.verification import FailureCode
 
 ArgValue = str | int | float | bool
 
@@ -192,6 +193,19 @@ def parse_command_args(node: Node, command: str, args: dict[str, ArgValue]) -> C
         known = ", ".join(sorted(COMMAND_CATALOG.get(node, {}))) or "none"
         raise UnknownCommand(f"{node} has no command {command!r} (known: {known})") from None
     return model.model_validate(args)
+
+
+def catalogue_refusal(node: Node, command: str, args: dict[str, ArgValue]) -> tuple[FailureCode, str] | None:
+    """Why the catalogue refuses a command: the failure code the node would report at acceptance and a
+    reason naming the field; None when it passes. Ground control checks commands by hand with it before
+    sending them, and `lunar-gs cmd` before asking ground control."""
+    try:
+        parse_command_args(node, command, args)
+    except UnknownCommand as exc:
+        return FailureCode.UNKNOWN_COMMAND, str(exc)
+    except ValidationError as exc:
+        return FailureCode.INVALID_ARGUMENTS, describe_validation_error(exc)
+    return None
 
 
 def describe_validation_error(error: ValidationError) -> str:

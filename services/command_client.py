@@ -10,22 +10,19 @@ import time
 import uuid
 from collections.abc import Callable
 
-from pydantic import ValidationError
-
 from lunar_gs.protocols.codec import DecodeError, get_codec
 from lunar_gs.protocols.commands import (
     COMMAND_CATALOG,
     ArgValue,
     CommandRequest,
     CommandUpdate,
-    UnknownCommand,
-    describe_validation_error,
+    catalogue_refusal,
     is_hazardous,
-    parse_command_args,
 )
 from lunar_gs.protocols.nodes import Node
 from lunar_gs.protocols.system import ClockState
 from lunar_gs.protocols.topics import Topics
+from lunar_gs.protocols.verification import FailureCode
 from lunar_gs.services.runtime.bus import Bus, IncomingMessage
 
 
@@ -42,12 +39,10 @@ def check_command(node: Node, command: str, args: dict[str, ArgValue], *, confir
     if not COMMAND_CATALOG.get(node):
         commanded = ", ".join(str(n) for n, c in COMMAND_CATALOG.items() if c)
         raise CommandCheckError(f"{node} takes no commands (nodes with commands: {commanded})")
-    try:
-        parse_command_args(node, command, args)
-    except UnknownCommand as exc:
-        raise CommandCheckError(str(exc)) from None
-    except ValidationError as exc:
-        raise CommandCheckError(f"{command}: {describe_validation_error(exc)}") from None
+    refusal = catalogue_refusal(node, command, args)
+    if refusal is not None:
+        code, reason = refusal
+        raise CommandCheckError(reason if code is FailureCode.UNKNOWN_COMMAND else f"{command}: {reason}")
     if is_hazardous(node, command) and not confirm:
         raise CommandCheckError(f"{command} on {node} is hazardous: add --confirm to send it")
 

@@ -17,17 +17,13 @@ from typing import Any
 
 import structlog
 
-from pydantic import ValidationError
-
 from lunar_gs.protocols.commands import (
     ArgValue,
     CommandRequest,
     CommandUpdate,
     Telecommand,
-    UnknownCommand,
-    describe_validation_error,
+    catalogue_refusal,
     is_hazardous,
-    parse_command_args,
 )
 from lunar_gs.protocols.events import EVENT_STREAM, Alarm, AlarmState, Event, Rejection, RejectionCode, Severity
 from lunar_gs.protocols.nodes import FAR_SIDE_NODES, Node, Side
@@ -40,7 +36,7 @@ from lunar_gs.protocols.telemetry import (
     flatten_housekeeping,
 )
 from lunar_gs.protocols.topics import Channel, TopicError
-from lunar_gs.protocols.verification import FailureCode, VerificationReport
+from lunar_gs.protocols.verification import VerificationReport
 from lunar_gs.services.ground_control.alarms import AlarmActionError, AlarmBook, AlarmEntry
 from lunar_gs.services.ground_control.archive import Archive
 from lunar_gs.services.ground_control.audit import AuditLog
@@ -452,15 +448,9 @@ class GroundControl:
             self.audit.record(role, "command", now, result="refused", by=by, via=via, node=str(target),
                               command=command, args=args, reason="hazardous, not confirmed")
             raise CommandRefused(f"{command} on {target} is hazardous: it must be confirmed", 409)
-        try:
-            parse_command_args(target, command, args)
-        except UnknownCommand as exc:
-            tracked = self.book.refuse(str(target), command, args, now, FailureCode.UNKNOWN_COMMAND, str(exc),
-                                       "operator", client_ref)
-            self._record(tracked)
-        except ValidationError as exc:
-            tracked = self.book.refuse(str(target), command, args, now, FailureCode.INVALID_ARGUMENTS,
-                                       describe_validation_error(exc), "operator", client_ref)
+        refusal = catalogue_refusal(target, command, args)
+        if refusal is not None:
+            tracked = self.book.refuse(str(target), command, args, now, *refusal, "operator", client_ref)
             self._record(tracked)
         else:
             tracked = await self.send(target, command, args, origin="operator", client_ref=client_ref,
