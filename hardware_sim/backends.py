@@ -1,9 +1,11 @@
 """Backend registry: which implementation stands behind each device kind, chosen by configuration.
 
 Why a registry: a rehearsal swaps a simulated drill for an EGSE bench drill (a byte protocol over TCP or
-serial) by editing `seeds/mission.yaml`, never code. Only the `sim` backend exists yet; a real-device
-backend registers a factory with `register_backend()`. Params are checked against the backend's frozen
-`XParams` dataclass (unknown key, wrong type) so a bad mission file fails fast with a clear message.
+serial) by editing `seeds/mission.yaml`, never code. Backends: `sim` (the model in this process) and, for
+the drill, the arm and the sample container, `modbus_tcp` and `serial_line` (the device, or its emulator,
+at the far end of a link: `remote/`). Params are checked against the model's frozen `XParams` dataclass
+(unknown key, wrong type) so a bad mission file fails fast with a clear message; a remote device takes the
+same params, which its emulator's model uses and which give the host the device's power-on state.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from lunar_gs.hardware_sim.arm import ArmParams, SimArm
 from lunar_gs.hardware_sim.ascent import AscentParams, SimAscentVehicle
@@ -23,9 +26,10 @@ from lunar_gs.hardware_sim.flag import FlagParams, SimFlag
 from lunar_gs.hardware_sim.hal import Device
 from lunar_gs.hardware_sim.power import PowerParams, SimPower
 from lunar_gs.hardware_sim.relay import RelayParams, SimRelayLink
+from lunar_gs.hardware_sim.remote.settings import LinkSettings
 
-DeviceFactory = Callable[[Mapping[str, Any], int, float], Device]
-"""(params, seed, start_time) -> device."""
+DeviceFactory = Callable[[Mapping[str, Any], int, float, LinkSettings | None], Device]
+"""(params, seed, start_time, link) -> device; `link` is None for the sim backend."""
 
 
 class BackendConfigError(ValueError):
@@ -84,7 +88,10 @@ def params_from_mapping(cls: type[Any], params: Mapping[str, Any], kind: str, ba
 
 def _sim(model: Callable[[Any, random.Random, float], Device], params_cls: type[Any],
          kind: str) -> DeviceFactory:
-    def factory(params: Mapping[str, Any], seed: int, start_time: float) -> Device:
+    def factory(params: Mapping[str, Any], seed: int, start_time: float,
+                link: LinkSettings | None = None) -> Device:
+        if link is not None:
+            raise BackendConfigError(f"device {kind!r} backend 'sim' takes no link section")
         p = params_from_mapping(params_cls, params, kind, "sim")
         try:
             return model(p, random.Random(seed), float(start_time))
@@ -93,10 +100,45 @@ def _sim(model: Callable[[Any, random.Random, float], Device], params_cls: type[
     return factory
 
 
+def _remote(kind: str, backend: str) -> DeviceFactory:
+    def factory(params: Mapping[str, Any], seed: int, start_time: float,
+                link: LinkSettings | None = None) -> Device:
+        from lunar_gs.hardware_sim.remote.host import REMOTE_CLASSES
+        from lunar_gs.hardware_sim.remote.description import DESCRIPTIONS
+        where = f"device {kind!r} backend {backend!r}"
+        if link is None or not link.url:
+            raise BackendConfigError(f"{where}: needs a link section with a url (or an emulator section)")
+        power_on = BACKENDS[kind]["sim"](params, seed, start_time, None)  # checks params; the power-on state
+        return REMOTE_CLASSES[kind](
+            DESCRIPTIONS[kind], backend, open_link(kind, backend, link), link,
+            initial_state=power_on.state(), start_time=float(start_time),  # type: ignore[attr-defined]
+            fault_kinds=frozenset(getattr(power_on, "FAULT_KINDS", frozenset())))
+    return factory
+
+
+def open_link(kind: str, backend: str, link: LinkSettings) -> Any:
+    """The client half of `backend`'s wire protocol for one device (not connected yet)."""
+    assert link.url
+    where = f"device {kind!r} backend {backend!r}"
+    if backend == "modbus_tcp":
+        from lunar_gs.hardware_sim.remote.modbus import ModbusLink
+        parsed = urlsplit(link.url)
+        if parsed.scheme != "tcp" or not parsed.hostname or not parsed.port:
+            raise BackendConfigError(f"{where}: link url must be tcp://HOST:PORT, got {link.url!r}")
+        return ModbusLink(kind, parsed.hostname, parsed.port, unit_id=link.unit_id, word_order=link.word_order,
+                          timeout_s=link.timeout_s, retries=link.retries)
+    from lunar_gs.hardware_sim.remote.serial_line import SerialLineLink
+    return SerialLineLink(kind, link.url, timeout_s=link.timeout_s, retries=link.retries)
+
+
+REMOTE_BACKENDS = ("modbus_tcp", "serial_line")
+
 BACKENDS: dict[str, dict[str, DeviceFactory]] = {
-    "drill": {"sim": _sim(SimDrill, DrillParams, "drill")},
-    "arm": {"sim": _sim(SimArm, ArmParams, "arm")},
-    "container": {"sim": _sim(SimSampleContainer, ContainerParams, "container")},
+    "drill": {"sim": _sim(SimDrill, DrillParams, "drill"),
+              **{b: _remote("drill", b) for b in REMOTE_BACKENDS}},
+    "arm": {"sim": _sim(SimArm, ArmParams, "arm"), **{b: _remote("arm", b) for b in REMOTE_BACKENDS}},
+    "container": {"sim": _sim(SimSampleContainer, ContainerParams, "container"),
+                  **{b: _remote("container", b) for b in REMOTE_BACKENDS}},
     "flag": {"sim": _sim(SimFlag, FlagParams, "flag")},
     "ascent": {"sim": _sim(SimAscentVehicle, AscentParams, "ascent")},
     "relay": {"sim": _sim(SimRelayLink, RelayParams, "relay")},
@@ -109,8 +151,9 @@ def register_backend(kind: str, backend: str, factory: DeviceFactory) -> None:
     BACKENDS.setdefault(kind, {})[backend] = factory
 
 
-def build_device(kind: str, backend: str, params: Mapping[str, Any], seed: int, start_time: float) -> Device:
-    """The one way services obtain a device: kind and backend come from the mission configuration."""
+def build_device(kind: str, backend: str, params: Mapping[str, Any], seed: int, start_time: float,
+                 link: LinkSettings | None = None) -> Device:
+    """The one way services obtain a device: kind, backend and link come from the mission configuration."""
     if kind not in BACKENDS:
         raise BackendConfigError(f"unknown device kind {kind!r}; known: {sorted(BACKENDS)}")
     if backend not in BACKENDS[kind]:
@@ -119,4 +162,4 @@ def build_device(kind: str, backend: str, params: Mapping[str, Any], seed: int, 
     if not isinstance(params, Mapping):
         raise BackendConfigError(
             f"device {kind!r} backend {backend!r}: params must be a mapping, got {params!r}")
-    return BACKENDS[kind][backend](params, seed, start_time)
+    return BACKENDS[kind][backend](params, seed, start_time, link)

@@ -1,16 +1,91 @@
-"""The hardware-abstraction layer: one typing.Protocol per device kind.
+"""The hardware-abstraction layer: one typing.Protocol per device kind (device contract, version 2).
 
 Services talk only to these protocols, so a simulated model and a real device behind a byte link are
 interchangeable by configuration. Every device steps in *simulated* time through `advance(now)` and
 reports what happened through `drain_events()`; commands it refuses raise `DeviceCommandError`.
+
+Version 2 lets a device live at the far end of a link: `advance` and every command may return an
+awaitable (a simulated model returns None at once; a remote device answers when its reply arrives), so
+callers go through `settle()`. A device with a link also has a lifecycle (`LinkedDevice`: open, close,
+link status) and reports link loss and recovery as typed events (`DeviceEventName`).
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from lunar_gs.protocols.events import Severity
 
 EventData = dict[str, str | int | float | bool]
+T = TypeVar("T")
+
+Completion = Awaitable[T] | T
+"""What a v2 command returns: its result, or an awaitable of it for a device behind a link."""
+
+
+async def settle(result: Completion[T]) -> T:
+    """The result of a device call, awaited if the device answers asynchronously."""
+    if inspect.isawaitable(result):
+        return await result  # type: ignore[no-any-return]
+    return result  # type: ignore[return-value]
+
+
+class DeviceEventName(StrEnum):
+    """Every event a device can report: a typo in a model or a binding fails at once, not silently."""
+
+    # drill
+    SELF_TEST_PASSED = "self_test_passed"
+    MATERIAL_CHANGED = "material_changed"
+    TARGET_DEPTH_REACHED = "target_depth_reached"
+    OVER_TORQUE = "over_torque"
+    BIT_OVERHEAT = "bit_overheat"
+    BIT_OVERHEAT_TRIP = "bit_overheat_trip"
+    DRILL_STOPPED = "drill_stopped"
+    POWER_LOST = "power_lost"
+    CORE_STOWED = "core_stowed"
+    RETRACTED = "retracted"
+    PROTECTION_RESET = "protection_reset"
+    # arm, container, flag, power
+    SAMPLING_COMPLETE = "sampling_complete"
+    SCOOP_DEPOSITED = "scoop_deposited"
+    SCOOP_CLEARED = "scoop_cleared"
+    STOWED = "stowed"
+    ENCODER_SWITCHED = "encoder_switched"
+    JOINT_RESET = "joint_reset"
+    JOINT_FAULT = "joint_fault"
+    JOINT_OVERCURRENT = "joint_overcurrent"
+    SCOOP_JAMMED = "scoop_jammed"
+    CONTAINER_FULL = "container_full"
+    CONTAINER_SEALED = "container_sealed"
+    CONTAINER_TRANSFERRED = "container_transferred"
+    FLAG_DEPLOYED = "flag_deployed"
+    LOAD_SHED = "load_shed"
+    # ascent vehicle
+    ARMED = "armed"
+    IGNITION_FAILURE = "ignition_failure"
+    LIFTOFF = "liftoff"
+    RETARGETED = "retargeted"
+    ORBIT_ADJUSTED = "orbit_adjusted"
+    APPROACH_STARTED = "approach_started"
+    SAMPLE_TRANSFERRED = "sample_transferred"
+    DOCKED = "docked"
+    PROPELLANT_DEPLETED = "propellant_depleted"
+    ENGINE_CUTOFF = "engine_cutoff"
+    SUBORBITAL_CUTOFF = "suborbital_cutoff"
+    ORBIT_INSERTION = "orbit_insertion"
+    IMPACT = "impact"
+    # relay
+    FAR_SIDE_LOST = "far_side_lost"
+    FAR_SIDE_REGAINED = "far_side_regained"
+    # a device behind a link (contract v2)
+    LINK_LOST = "link_lost"
+    LINK_RESTORED = "link_restored"
+    DEVICE_RESTARTED = "device_restarted"
+    WATCHDOG_EXPIRED = "watchdog_expired"
 
 REFUSAL_CODES = ("wrong_mode", "busy", "device_fault")
 """Why a device refuses a command; services map these onto PUS 1 failure codes."""
@@ -21,10 +96,15 @@ class DeviceEvent:
     """Something a device noticed, stamped with the simulated time it happened."""
 
     time: float
-    name: str
-    severity: str
+    name: DeviceEventName
+    severity: Severity
     message: str
     data: EventData = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # models and links pass plain strings; an unknown name or severity is a bug, caught here
+        object.__setattr__(self, "name", DeviceEventName(self.name))
+        object.__setattr__(self, "severity", Severity(self.severity))
 
 
 class DeviceCommandError(Exception):
@@ -45,7 +125,7 @@ class Device(Protocol):
     kind: str
     backend: str
 
-    def advance(self, now: float) -> None:
+    def advance(self, now: float) -> Completion[None]:
         """Step to simulated time `now`; calls with `now` earlier than the last one are ignored."""
         ...
 
@@ -55,6 +135,17 @@ class Device(Protocol):
 
     def active(self) -> bool:
         """True while something moves; services send full-rate housekeeping only then."""
+        ...
+
+
+@runtime_checkable
+class LinkedDevice(Protocol):
+    """A device at the far end of a link: opened and closed by its service, which reports its link."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def link_status(self) -> Any:
+        """A `remote.host.LinkStatus`: backend, up, age of the last reading."""
         ...
 
 
@@ -79,14 +170,14 @@ class DrillState:
 @runtime_checkable
 class Drill(Device, Protocol):
     def state(self) -> DrillState: ...
-    def self_test(self) -> None: ...
-    def start(self, target_depth_m: float, rpm: float, percussion: bool) -> None: ...
-    def set_percussion(self, on: bool) -> None: ...
-    def stop(self) -> None: ...
-    def stow_core(self) -> None: ...
-    def retract(self, distance_m: float) -> None: ...
-    def reset_protection(self) -> None: ...
-    def power_cut(self, reason: str) -> None: ...
+    def self_test(self) -> Completion[None]: ...
+    def start(self, target_depth_m: float, rpm: float, percussion: bool) -> Completion[None]: ...
+    def set_percussion(self, on: bool) -> Completion[None]: ...
+    def stop(self) -> Completion[None]: ...
+    def stow_core(self) -> Completion[None]: ...
+    def retract(self, distance_m: float) -> Completion[None]: ...
+    def reset_protection(self) -> Completion[None]: ...
+    def power_cut(self, reason: str) -> Completion[None]: ...
 
 
 @dataclass(frozen=True)
@@ -112,12 +203,12 @@ class ArmState:
 @runtime_checkable
 class Arm(Device, Protocol):
     def state(self) -> ArmState: ...
-    def self_test(self) -> None: ...
-    def start_sampling(self, sites: int, scoop_depth_cm: float) -> None: ...
-    def stow(self) -> None: ...
-    def switch_encoder(self, joint: str, unit: str) -> None: ...
-    def reset_joint(self, joint: str) -> None: ...
-    def clear_scoop(self) -> None: ...
+    def self_test(self) -> Completion[None]: ...
+    def start_sampling(self, sites: int, scoop_depth_cm: float) -> Completion[None]: ...
+    def stow(self) -> Completion[None]: ...
+    def switch_encoder(self, joint: str, unit: str) -> Completion[None]: ...
+    def reset_joint(self, joint: str) -> Completion[None]: ...
+    def clear_scoop(self) -> Completion[None]: ...
 
 
 @dataclass(frozen=True)
@@ -132,9 +223,9 @@ class ContainerState:
 @runtime_checkable
 class SampleContainer(Device, Protocol):
     def state(self) -> ContainerState: ...
-    def receive(self, mass_g: float) -> float: ...
-    def seal(self) -> None: ...
-    def transfer_to_ascender(self) -> None: ...
+    def receive(self, mass_g: float) -> Completion[float]: ...
+    def seal(self) -> Completion[None]: ...
+    def transfer_to_ascender(self) -> Completion[None]: ...
 
 
 @runtime_checkable

@@ -69,6 +69,7 @@ class FaultKind(StrEnum):
     LINK_BANDWIDTH = "link.bandwidth"
     SERVICE_CRASH = "service.crash"
     SERVICE_HANG = "service.hang"
+    DEVICE_UNRESPONSIVE = "device.unresponsive"
 
 
 # -- parameters of each kind ------------------------------------------------------------------------------
@@ -100,6 +101,11 @@ class ArmEncoderDrift(FaultParams):
 
 class ArmJointOvercurrent(FaultParams):
     extra_current_a: Annotated[float, Ge(0.1), Le(20.0)] = 3.0
+
+
+class DeviceUnresponsive(FaultParams):
+    seconds: Annotated[float, Ge(0.5), Le(600.0)] = 10.0
+    """Wall seconds the device answers nothing (a hung controller), then comes back by itself."""
 
 
 class ContainerSealLeak(FaultParams):
@@ -189,9 +195,16 @@ class TargetItem(StrEnum):
     PARAMETER = "parameter"
     COMPONENT = "component"
     DIRECTION = "direction"
+    DEVICE = "device"
 
 
 ARM_JOINTS = ("shoulder_yaw", "shoulder_pitch", "elbow", "wrist", "scoop")
+LINKED_DEVICES: dict[Node, tuple[str, ...]] = {
+    Node.LANDER_DRILL: ("drill",),
+    Node.LANDER_ARM: ("arm", "container"),
+}
+"""Devices a node may have behind a link (Modbus TCP, serial line): what `device.unresponsive` targets."""
+
 THERMAL_COMPONENTS: dict[Node, tuple[str, ...]] = {
     Node.LANDER_DRILL: ("motor",),
     Node.LANDER_ARM: ("battery", "arm_motors"),
@@ -324,6 +337,11 @@ CATALOGUE: dict[FaultKind, CatalogueEntry] = {e.kind: e for e in (
            SERVICE_NODES, "service", reveals=("sys:status",)),
     _entry(FaultKind.SERVICE_HANG, _P, "the service stops answering but keeps its connection (no Last Will)",
            NoParams, SERVICE_NODES, "service", reveals=("tm:silence",)),
+    _entry(FaultKind.DEVICE_UNRESPONSIVE, _M,
+           "a device behind a link (an emulator) stops answering for a while: the link is lost, then back",
+           DeviceUnresponsive, (_D, _A), "device.link", item=TargetItem.DEVICE,
+           reveals=("lander-drill:link_lost", "lander-arm:link_lost"),
+           recovers=("lander-drill CHECKOUT", "lander-arm CHECKOUT")),
 )}
 
 SENSOR_KINDS = frozenset(k for k, e in CATALOGUE.items() if e.layer is FaultLayer.SENSOR)
@@ -355,6 +373,10 @@ def parse_target(kind: FaultKind, target: str) -> tuple[Node, str | None]:
         known = THERMAL_COMPONENTS.get(node, ())
         if item not in known:
             raise FaultTargetError(f"{kind} on {node} needs a component: one of {', '.join(known)}")
+    elif entry.item is TargetItem.DEVICE:
+        known = LINKED_DEVICES.get(node, ())
+        if item not in known:
+            raise FaultTargetError(f"{kind} on {node} needs a device: one of {', '.join(known)}")
     elif entry.item is TargetItem.DIRECTION:
         if item not in LINK_DIRECTIONS:
             raise FaultTargetError(f"{kind} needs a direction: {node}.down or {node}.up")
@@ -633,7 +655,8 @@ def target_form(kind: FaultKind) -> str:
     entry = CATALOGUE[kind]
     nodes = "|".join(entry.nodes)
     item = {TargetItem.NONE: "", TargetItem.JOINT: ".JOINT", TargetItem.PARAMETER: ".PARAMETER",
-            TargetItem.COMPONENT: ".COMPONENT", TargetItem.DIRECTION: ".down|up"}[entry.item]
+            TargetItem.COMPONENT: ".COMPONENT", TargetItem.DIRECTION: ".down|up",
+            TargetItem.DEVICE: ".DEVICE"}[entry.item]
     return f"{nodes}{item}"
 
 

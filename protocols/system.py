@@ -22,6 +22,8 @@ class ServiceStatus(Envelope):
     pid: Annotated[int, Ge(0)] = 0
     backends: dict[str, str] = {}
     """HAL backend of each device, e.g. {"drill": "sim"}."""
+    links: dict[str, str] = {}
+    """Link state of each device behind a link ("up" or "down"), e.g. {"drill": "up"}; none for sim."""
     counters: dict[str, int] = {}
     """Health counters: messages published and received, queue overflows, re-sends, rejections."""
 

@@ -3,12 +3,24 @@
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from annotated_types import Ge, Le, MaxLen
+from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import BaseModel, ConfigDict
 
 from lunar_gs.protocols.envelope import Envelope, NonNegative
 
 Percent = Annotated[float, Ge(0.0), Le(100.0)]
+
+
+class DeviceLinkReading(BaseModel):
+    """The link to one device behind a byte link (Modbus TCP, serial line): flattened as `drill.link_up`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, MinLen(1), MaxLen(32)]
+    backend: Annotated[str, MinLen(1), MaxLen(32)]
+    link_up: bool
+    reading_age_s: Annotated[float, Ge(0.0), Le(1e9)]
+    """Simulated seconds since the last good reading of the device: its values are that old."""
 
 
 class HousekeepingBase(Envelope):
@@ -17,6 +29,8 @@ class HousekeepingBase(Envelope):
     missing: Annotated[tuple[str, ...], MaxLen(64)] = ()
     """Parameters whose sensor gave no reading in this sample (their value is the last good one and
     must not be trusted): a validity flag, as real TM carries."""
+    links: Annotated[tuple[DeviceLinkReading, ...], MaxLen(16)] = ()
+    """One entry per device of the node behind a link; empty for simulated devices."""
 
 
 class DrillMode(StrEnum):

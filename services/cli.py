@@ -70,7 +70,7 @@ def run(
     configure_logging(log_level or settings.log_level, json=settings.log_json)
     try:
         mission_name = validate_mission(mission or settings.mission)
-        profile = load_mission(mission_file)
+        profile = load_mission(mission_file, rate=rate)
         if scenario is not None:
             from lunar_gs.services.ground_control.scenario import load_scenario
 
@@ -106,7 +106,9 @@ def rehearse(
         help="URL of a broker to use, or 'embedded'; default: a private mosquitto, else embedded")] = None,
     report: Annotated[Path | None, typer.Option(help="report folder (default reports/<mission>)")] = None,
     mission: Annotated[str | None, typer.Option(help="mission name (default: unique per rehearsal)")] = None,
-    mission_file: Annotated[Path, typer.Option(help="mission profile")] = DEFAULT_MISSION_FILE,
+    mission_file: Annotated[Path, typer.Option(
+        "--profile", "--mission-file", help="mission profile (it may put real devices or emulators in the loop)")
+                            ] = DEFAULT_MISSION_FILE,
     autopilot: Annotated[bool, typer.Option(
         help="send a drill's expected responses as a trainee would (symptom + reaction time)")] = False,
     console_port: Annotated[int | None, typer.Option(
@@ -129,6 +131,39 @@ def rehearse(
     except (SeedError, TopicError, ValueError) as exc:
         _fail(str(exc))
     raise typer.Exit(asyncio.run(rehearsal.run(Console())))
+
+
+@app.command()
+def emulate(
+    device: Annotated[str, typer.Argument(help="the device to emulate: drill, arm or container")],
+    profile: Annotated[Path, typer.Option("--profile", "--mission-file", help="mission profile")
+                       ] = DEFAULT_MISSION_FILE,
+    listen: Annotated[str, typer.Option(
+        help="HOST:PORT (port 0: any free one); for the serial line also `pty` or a serial device")
+                      ] = "127.0.0.1:0",
+    seed: Annotated[int, typer.Option(help="seed of the model's randomness (as the rehearsal's)")] = 1,
+    url_file: Annotated[Path | None, typer.Option(help="write the address to connect to here")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+) -> None:
+    """Run a device emulator: our simulated model behind the device's real wire protocol."""
+    from lunar_gs.services.emulator import EmulatorOptions, build_emulator, run_emulator
+
+    configure_logging(log_level or RuntimeSettings().log_level, json=RuntimeSettings().log_json)
+    try:
+        options = EmulatorOptions(device, load_mission(profile), listen, seed, url_file,
+                                  announce=lambda line: print(line, flush=True))
+        build_emulator(options)
+    except (SeedError, ValueError) as exc:
+        _fail(str(exc))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_until_signalled(run_emulator(options)))
+
+
+async def _until_signalled(work: "asyncio.Future[object] | object") -> None:
+    task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    _stop_on_signals(task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @app.command()

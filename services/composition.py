@@ -6,9 +6,12 @@ bus, clock and archive a service gets.
 
 import asyncio
 import contextlib
+import functools
+import hashlib
+import json
 import signal
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,8 @@ from typing import Any
 import structlog
 
 from lunar_gs.hardware_sim.backends import build_device
-from lunar_gs.hardware_sim.hal import Device
+from lunar_gs.hardware_sim.hal import Device, LinkedDevice
+from lunar_gs.hardware_sim.remote.host import RemoteDevice
 from lunar_gs.protocols.nodes import Node, Side
 from lunar_gs.protocols.system import ScenarioProgress, ScenarioState
 from lunar_gs.protocols.topics import Topics
@@ -80,15 +84,63 @@ class ServiceOptions:
 def build_devices(options: ServiceOptions, start_time: float, scenario: Scenario | None = None
                   ) -> dict[str, Device]:
     """The node's devices from the mission profile, brought to the scenario's initial conditions."""
-    devices = {}
-    for kind in DEVICES_OF[options.node]:
-        config = options.profile.devices.get(kind)
-        if config is None:
-            raise ValueError(f"mission profile has no device '{kind}' (needed by {options.node})")
-        seed = options.seed ^ zlib.crc32(kind.encode())
-        devices[kind] = build_device(kind, config.backend, config.params, seed, start_time)
+    devices = {kind: build_one_device(options, kind, start_time) for kind in DEVICES_OF[options.node]}
     if scenario is not None and scenario.initial is not None:
+        remote = [kind for kind, device in devices.items() if isinstance(device, LinkedDevice)]
+        if remote:
+            raise ValueError(f"a scenario's initial conditions cannot be applied to a real device "
+                             f"({', '.join(remote)}): the device's state is its own")
         apply_initial_conditions(scenario.initial, options.node, devices, start_time)
+    return devices
+
+
+def device_seed(seed: int, kind: str) -> int:
+    """Each device's own random stream: its emulator, built from the same seed, draws the same numbers."""
+    return seed ^ zlib.crc32(kind.encode())
+
+
+def build_one_device(options: ServiceOptions, kind: str, start_time: float) -> Device:
+    config = options.profile.devices.get(kind)
+    if config is None:
+        raise ValueError(f"mission profile has no device '{kind}' (needed by {options.node})")
+    return build_device(kind, config.backend, config.params, device_seed(options.seed, kind), start_time,
+                        link=config.effective_link())
+
+
+def device_config_digest(options: ServiceOptions, kind: str) -> str:
+    """What a saved device state was built from: a resumed service notices an edited profile."""
+    config = options.profile.devices[kind]
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True) + f"|seed={options.seed}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def save_devices(options: ServiceOptions, devices: Sequence[Device]) -> dict[str, Any]:
+    """Each device's snapshot, tagged with the configuration it was built from. A remote device saves what
+    its host knows (its own state lives in the device); a simulated model saves its fields."""
+    return {device.kind: {"config": device_config_digest(options, device.kind), "backend": device.backend,
+                          "state": device.snapshot() if isinstance(device, RemoteDevice) else device}
+            for device in devices}
+
+
+def resume_devices(options: ServiceOptions, saved: dict[str, Any], start_time: float) -> dict[str, Device]:
+    """The devices as saved; one whose profile entry was edited since is built afresh from the profile."""
+    log = structlog.get_logger(__name__)
+    devices: dict[str, Device] = {}
+    for kind in DEVICES_OF[options.node]:
+        entry = saved.get(kind)
+        if entry is not None and not isinstance(entry, dict):
+            devices[kind] = entry  # saved as it is (the relay's link model)
+        elif entry is None or entry["config"] != device_config_digest(options, kind):
+            log.warning("device_config_changed", device=kind,
+                        detail="the profile changed since the state was saved: the device starts afresh")
+            devices[kind] = build_one_device(options, kind, start_time)
+        elif isinstance(entry["state"], dict):
+            device = build_one_device(options, kind, start_time)
+            assert isinstance(device, RemoteDevice)
+            device.restore(entry["state"])
+            devices[kind] = device
+        else:
+            devices[kind] = entry["state"]
     return devices
 
 
@@ -115,7 +167,7 @@ async def run_service(options: ServiceOptions) -> int:
     # Nodes subscribe before the runtime connects, so they are listening by the time their retained
     # `online` tells ground control to start. Devices start at the mission epoch and are advanced to
     # the clock's time on the first tick (a cheap jump while nothing moves).
-    state_file = StateFile(options.state_dir / f"{node}.state") if options.state_dir else None
+    state_file = StateFile(options.state_dir / f"{node}.json", node=str(node)) if options.state_dir else None
     saved = state_file.load() if state_file is not None else None
     scenario = load_scenario(options.scenario) if options.scenario is not None else None
     try:
@@ -136,13 +188,22 @@ async def run_service(options: ServiceOptions) -> int:
             async with runtime:
                 await instructor.run()
         else:
-            devices = saved["devices"] if saved else build_devices(options, options.profile.epoch, scenario)
+            devices = (resume_devices(options, saved["devices"], options.profile.epoch) if saved
+                       else build_devices(options, options.profile.epoch, scenario))
             service = _build_node(runtime, options, devices)
             service.state_file = state_file
+            if isinstance(service, DeviceNode):
+                service.save_devices = functools.partial(save_devices, options)
             if saved:
                 service.resume(saved)
             async with runtime:
-                await service.run()
+                if isinstance(service, DeviceNode):
+                    await service.open_devices()
+                try:
+                    await service.run()
+                finally:
+                    if isinstance(service, DeviceNode):
+                        await service.close_devices()
     except asyncio.CancelledError:
         runtime.log.info("service_stopped")
     return exit_code

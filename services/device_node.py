@@ -13,7 +13,7 @@ from typing import Any
 from annotated_types import Ge, Le
 from pydantic import ValidationError
 
-from lunar_gs.hardware_sim.hal import Device, DeviceCommandError, DeviceEvent
+from lunar_gs.hardware_sim.hal import Device, DeviceCommandError, DeviceEvent, DeviceEventName, LinkedDevice, settle
 from lunar_gs.protocols.commands import (
     Telecommand,
     UnknownCommand,
@@ -42,13 +42,14 @@ _FAILURE_BY_DEVICE_CODE = {
 class CommandBinding:
     """How one telecommand runs on the node's devices.
 
-    `execute` calls the device and raises DeviceCommandError to fail the start stage. With no
+    `execute` calls the device (and returns what the device call returns: a remote device answers with an
+    awaitable) and raises DeviceCommandError to fail the start stage. With no
     `completes_on` the command completes as soon as it has started; otherwise an event of `device`
     completes it, a `fails_on` event fails it (device fault), an `aborts_on` event ends it as aborted
     (e.g. STOP ending a DRILL_TO_DEPTH), and each `progress_on` event reports a progress step.
     """
 
-    execute: Callable[[Any], None]
+    execute: Callable[[Any], object]
     device: str = ""
     """Kind of the device the command runs on: only that device's events can end it."""
     completes_on: str | None = None
@@ -86,6 +87,9 @@ class DeviceNode:
         self.devices = list(devices)
         self.state_file: StateFile | None = None
         """Set by the composition root when the service should survive a crash."""
+        self.save_devices: Callable[[Sequence[Device]], dict[str, Any]] = lambda devices: {
+            device.kind: device for device in devices}
+        """How the devices go into the snapshot (the composition root tags each with its configuration)."""
         self.timing = timing
         self.node = runtime.node
         self.topics = runtime.topics
@@ -94,6 +98,7 @@ class DeviceNode:
         self._seen_requests: dict[str, None] = {}
         self._wake = Wakeup()
         self.faults = NodeFaults(runtime, self.devices, sample=self._housekeeping_sample)
+        self._linked: list[LinkedDevice] | None = None
         runtime.bus.subscribe(self.topics.tc(self.side, self.node), self._on_telecommand, qos=1)
 
     # -- to be provided by each node ------------------------------------------------------------------
@@ -104,15 +109,37 @@ class DeviceNode:
         """The housekeeping model and its fields at the current device state."""
         raise NotImplementedError
 
-    def on_device_event(self, event: DeviceEvent) -> None:
+    async def on_device_event(self, event: DeviceEvent) -> None:
         """React to one of this node's own device events (e.g. a scoop deposited into the container)."""
+
+    # -- devices behind a link ----------------------------------------------------------------------
+    def linked_devices(self) -> list[LinkedDevice]:
+        """The devices behind a link (worked out once: a protocol isinstance check is slow per packet)."""
+        if self._linked is None:
+            self._linked = [device for device in self.devices if isinstance(device, LinkedDevice)]
+        return self._linked
+
+    async def open_devices(self) -> None:
+        """Open every device's link (never fails: an unreachable device is reported and retried)."""
+        for device in self.linked_devices():
+            device.notify = self._wake.set  # type: ignore[attr-defined]
+            await device.open()
+        self.runtime.links = self._link_states()
+
+    async def close_devices(self) -> None:
+        for device in self.linked_devices():
+            await device.close()
+
+    def _link_states(self) -> dict[str, str]:
+        return {status.device: "up" if status.up else "down"
+                for status in (device.link_status() for device in self.linked_devices())}
 
     # -- persistence --------------------------------------------------------------------------------
     def save_state(self, *, force: bool = False) -> None:
         if self.state_file is None:
             return
         self.state_file.save({
-            "devices": {device.kind: device for device in self.devices},
+            "devices": self.save_devices(self.devices),
             "runtime": self.runtime.snapshot(),
             "pending": {rid: (p.command.model_dump_json(), p.progress) for rid, p in self._pending.items()},
             "seen": list(self._seen_requests),
@@ -157,13 +184,16 @@ class DeviceNode:
         """Step every device to `now` and publish what happened, in time order."""
         events: list[tuple[DeviceEvent, str]] = []
         for device in self.devices:
-            device.advance(now)
+            await settle(device.advance(now))
             events.extend((event, device.kind) for event in device.drain_events())
         for event, device_kind in sorted(events, key=lambda pair: pair[0].time):
-            self.on_device_event(event)
+            await self.on_device_event(event)
             await self.publish_event(event)
             await self._resolve_pending(event, device_kind)
         await self.faults.collect()
+        if any(event.name in (DeviceEventName.LINK_LOST, DeviceEventName.LINK_RESTORED) for event, _ in events):
+            self.runtime.links = self._link_states()
+            await self.runtime.publish_status_now()
         if events:
             # what was just reported must survive a crash: a restart from before the drain reports
             # again (same sequence counts, dropped as duplicates); one from after it has them queued
@@ -174,6 +204,11 @@ class DeviceNode:
             await self.faults.note_silence(sampled_at)
             return
         model, fields = self.housekeeping()
+        linked = self.linked_devices()
+        links = [device.link_status() for device in linked] if linked else []
+        if links:
+            fields["links"] = [{"name": s.device, "backend": s.backend, "link_up": s.up,
+                                "reading_age_s": round(s.reading_age_s, 3)} for s in links]
         missing = await self.faults.perturb_housekeeping(fields, sampled_at)
         if missing:
             fields["missing"] = tuple(missing)
@@ -232,7 +267,7 @@ class DeviceNode:
         await self.advance(self.runtime.clock.now())
         binding = self.bindings()[command.command]
         try:
-            binding.execute(args)
+            await settle(binding.execute(args))
         except DeviceCommandError as exc:
             code = _FAILURE_BY_DEVICE_CODE.get(exc.code, FailureCode.EXECUTION_FAILED)
             log.info("command_refused", reason=str(exc))
@@ -250,6 +285,13 @@ class DeviceNode:
     async def _resolve_pending(self, event: DeviceEvent, device_kind: str) -> None:
         """End or advance the request this device event belongs to (oldest first, one request per ending
         event: two CHECKOUTs in flight are completed by two events, not both by the first)."""
+        if event.name == DeviceEventName.LINK_LOST:
+            # whether the device finishes what it was doing cannot be known: every command waiting on it fails
+            for request_id, pending in list(self._pending.items()):
+                if pending.binding.device == device_kind:
+                    del self._pending[request_id]
+                    await self._fail(pending.command, Stage.COMPLETION, FailureCode.DEVICE_FAULT, event.message)
+            return
         for request_id, pending in list(self._pending.items()):
             binding = pending.binding
             if binding.device != device_kind:

@@ -7,7 +7,7 @@ lander's own (space-side) bus, as the lander's internal data bus would carry the
 import math
 from typing import Any
 
-from lunar_gs.hardware_sim.hal import Arm, DeviceEvent, Flag, Power, SampleContainer
+from lunar_gs.hardware_sim.hal import Arm, DeviceCommandError, DeviceEvent, Flag, Power, SampleContainer, settle
 from lunar_gs.protocols.commands import JointArg, SampleSites, SetHeaters, SwitchEncoder
 from lunar_gs.protocols.events import EVENT_STREAM, Event
 from lunar_gs.protocols.nodes import Node
@@ -48,17 +48,17 @@ class LanderArmNode(DeviceNode):
 
         power = self.power
 
-        def sample(args: SampleSites) -> None:
-            arm.start_sampling(args.sites, args.scoop_depth_cm)
+        def sample(args: SampleSites) -> object:
+            return arm.start_sampling(args.sites, args.scoop_depth_cm)
 
-        def switch_encoder(args: SwitchEncoder) -> None:
-            arm.switch_encoder(args.joint, args.unit)
+        def switch_encoder(args: SwitchEncoder) -> object:
+            return arm.switch_encoder(args.joint, args.unit)
 
-        def reset_joint(args: JointArg) -> None:
-            arm.reset_joint(args.joint)
+        def reset_joint(args: JointArg) -> object:
+            return arm.reset_joint(args.joint)
 
-        def set_heaters(args: SetHeaters) -> None:
-            power.set_heaters(args.enabled)
+        def set_heaters(args: SetHeaters) -> object:
+            return power.set_heaters(args.enabled)
 
         return {
             "CHECKOUT": CommandBinding(lambda _: arm.self_test(), ARM, completes_on="self_test_passed"),
@@ -92,9 +92,18 @@ class LanderArmNode(DeviceNode):
                             if self.arm.active() else 0.0)
         await super().advance(now)
 
-    def on_device_event(self, event: DeviceEvent) -> None:
+    async def on_device_event(self, event: DeviceEvent) -> None:
         if event.name == "scoop_deposited":
-            self.container.receive(float(event.data["mass_g"]))
+            await self._pour(float(event.data["mass_g"]), "scoop")
+
+    async def _pour(self, mass_g: float, what: str) -> float:
+        """Into the container; one that refuses (sealed, link down) leaves the sample where it was."""
+        try:
+            return await settle(self.container.receive(mass_g))
+        except DeviceCommandError as exc:
+            self.runtime.log.warning("container_refused_sample", what=what, mass_g=mass_g, reason=exc.reason,
+                                     code=exc.code)
+            return 0.0
 
     async def _on_drill_event(self, message: IncomingMessage) -> None:
         heard = await self.runtime.decode(message, *EVENT_STREAM, reject=False, source=Node.LANDER_DRILL)
@@ -102,7 +111,7 @@ class LanderArmNode(DeviceNode):
             return
         if isinstance(heard, Event) and heard.event == "core_stowed":
             await self.advance(self.runtime.clock.now())
-            accepted = self.container.receive(float(heard.data["mass_g"]))
+            accepted = await self._pour(float(heard.data["mass_g"]), "core")
             self.runtime.log.info("core_received", offered_g=heard.data["mass_g"], accepted_g=accepted)
             self._wake.set()
 

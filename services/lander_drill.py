@@ -3,7 +3,7 @@
 from dataclasses import fields
 from typing import Any
 
-from lunar_gs.hardware_sim.hal import Drill
+from lunar_gs.hardware_sim.hal import Drill, settle
 from lunar_gs.protocols.commands import DrillToDepth, Retract, SetPercussion
 from lunar_gs.protocols.events import EVENT_STREAM, Event
 from lunar_gs.protocols.nodes import Node
@@ -30,21 +30,21 @@ class LanderDrillNode(DeviceNode):
             return
         if isinstance(heard, Event) and heard.event == "load_shed" and heard.data.get("load") == "drill":
             await self.advance(self.runtime.clock.now())
-            self.drill.power_cut(str(heard.message))
+            await settle(self.drill.power_cut(str(heard.message)))
             self.runtime.log.warning("drill_power_cut", bus_voltage_v=heard.data.get("bus_voltage_v"))
             self._wake.set()
 
     def bindings(self) -> dict[str, CommandBinding]:
         drill = self.drill
 
-        def drill_to_depth(args: DrillToDepth) -> None:
-            drill.start(args.target_depth_m, args.rpm, args.percussion)
+        def drill_to_depth(args: DrillToDepth) -> object:
+            return drill.start(args.target_depth_m, args.rpm, args.percussion)
 
-        def set_percussion(args: SetPercussion) -> None:
-            drill.set_percussion(args.enabled)
+        def set_percussion(args: SetPercussion) -> object:
+            return drill.set_percussion(args.enabled)
 
-        def retract(args: Retract) -> None:
-            drill.retract(args.distance_m)
+        def retract(args: Retract) -> object:
+            return drill.retract(args.distance_m)
 
         return {
             "CHECKOUT": CommandBinding(lambda _: drill.self_test(), DRILL, completes_on="self_test_passed"),

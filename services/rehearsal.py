@@ -31,6 +31,7 @@ from lunar_gs.services.debrief import write_debrief
 from lunar_gs.services.drill_check import check_drill
 from lunar_gs.services.ground_control.console.server import RoleTokens
 from lunar_gs.services.ground_control.scenario import format_mission_elapsed, load_scenario
+from lunar_gs.services.emulator import start_emulators
 from lunar_gs.services.mission import load_mission
 from lunar_gs.services.runtime.broker import start_broker
 from lunar_gs.services.runtime.bus import Bus, IncomingMessage
@@ -50,6 +51,8 @@ class _Child:
     log_file: IO[bytes] | None = None
     env: dict[str, str] | None = None
     """Extra environment (the console tokens: kept off the command line, where `ps` shows them)."""
+    url: str = ""
+    """An emulator's address."""
 
     def start(self) -> None:
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
@@ -96,6 +99,8 @@ class Rehearsal:
     autopilot: bool = False
     console_port: int | None = None
     console_tokens: RoleTokens | None = None
+    profile_for_services: Path | None = None
+    """The profile the services read: the mission file, or its copy with the emulators' addresses."""
 
     @classmethod
     def prepare(cls, *, scenario: Path, mission_file: Path, rate: float, seed: int, broker: str | None,
@@ -103,7 +108,7 @@ class Rehearsal:
                 console_port: int | None = None, operator_token: str | None = None,
                 instructor_token: str | None = None) -> "Rehearsal":
         """Check the seed files before anything starts; errors carry file and line."""
-        profile = load_mission(mission_file)
+        profile = load_mission(mission_file, rate=rate)
         problems = check_drill(scenario, load_scenario(scenario), profile)
         if problems:
             raise ValueError("\n".join(problems))
@@ -121,7 +126,17 @@ class Rehearsal:
             base = f"http://127.0.0.1:{self.console_port}/login?token="
             console.print(f"operator console:   {base}{self.console_tokens.operator}", soft_wrap=True)
             console.print(f"instructor console: {base}{self.console_tokens.instructor}", soft_wrap=True)
-        children = [self._child(node, handle.url, handle.kind) for node in START_ORDER]
+        emulators: list[_Child] = []
+        try:
+            self._start_emulators(emulators)
+        except (OSError, RuntimeError) as exc:
+            await asyncio.gather(*(e.stop() for e in emulators))
+            await handle.stop()
+            console.print(f"[red]emulators did not start[/]: {exc}")
+            return 2
+        for emulator in emulators:
+            console.print(f"{emulator.node} emulator at {emulator.url}")
+        children = emulators + [self._child(node, handle.url, handle.kind) for node in START_ORDER]
         progress = _Progress()
         topics = Topics(self.mission)
         bus = Bus(handle.url, f"lgs-{self.mission}-rehearsal")
@@ -139,7 +154,7 @@ class Rehearsal:
             asyncio.get_running_loop().add_signal_handler(sig, interrupt)
         try:
             async with bus:
-                for child in children:
+                for child in children[len(emulators):]:  # the emulators are running already
                     child.start()
                 outcome = await self._supervise(children, progress, console)
                 await self._clear_retained(bus, topics)
@@ -153,12 +168,23 @@ class Rehearsal:
             return 130
         return self._finish(outcome, console)
 
+    def _start_emulators(self, started: list["_Child"]) -> None:
+        """One supervised process per device the profile emulates; the services read a copy of the profile
+        with each emulator's address (a restarted emulator keeps its port)."""
+        emulators, self.profile_for_services = start_emulators(self.mission_file, self.seed,
+                                                               self.report_dir / "emulators")
+        for emulator in emulators:
+            child = _Child(emulator.kind, emulator.argv, emulator.log_path,  # type: ignore[arg-type]
+                           process=emulator.process, url=emulator.url)
+            started.append(child)
+
     def _child(self, node: Node, url: str, broker_kind: str) -> _Child:
         # every service reads the scenario: nodes for a drill's initial conditions, the instructor for its
         # fault script, ground control to run it
         argv = [sys.executable, "-m", "lunar_gs.services.cli", "run", str(node), "--mission", self.mission,
                 "--broker", url, "--seed", str(self.seed), "--rate", str(self.rate),
-                "--mission-file", str(self.mission_file), "--state-dir", str(self.report_dir / "state"),
+                "--mission-file", str(self.profile_for_services or self.mission_file),
+                "--state-dir", str(self.report_dir / "state"),
                 "--scenario", str(self.scenario), "--report", str(self.report_dir)]
         env = None
         if node is Node.GROUND_CONTROL:

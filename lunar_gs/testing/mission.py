@@ -29,7 +29,8 @@ import yaml
 from lunar_gs.protocols.faults import FaultSpec
 from lunar_gs.protocols.nodes import Node
 from lunar_gs.services.ground_control.scenario import load_scenario
-from lunar_gs.services.mission import DEFAULT_MISSION_FILE, SEEDS_DIR, load_mission
+from lunar_gs.services.emulator import EmulatorProcess, start_emulators
+from lunar_gs.services.mission import DEFAULT_MISSION_FILE, SEEDS_DIR, load_mission, load_profile_data
 
 __all__ = ["ALL_NODES", "MissionSpec", "LocalMission", "scenario_path"]
 
@@ -102,9 +103,13 @@ class LocalMission:
         self.report_dir = workdir / "report"
         self.nodes = tuple(Node(n) for n in spec.nodes)
         self.processes: dict[Node, subprocess.Popen[bytes]] = {}
+        self.emulators: dict[str, EmulatorProcess] = {}
+        """Device emulators the profile asks for (started first; the services read their addresses)."""
         self.faults = spec.fault_specs()
         self.scenario_file = self._scenario_file()
         self.mission_file = self._mission_file()
+        self.services_profile = self.mission_file
+        """What the services read: the mission file, or its copy with the emulators' addresses."""
         self.console_port = _free_port() if spec.console else None
         self.operator_token = "op-" + uuid.uuid4().hex
         self.instructor_token = "in-" + uuid.uuid4().hex
@@ -137,7 +142,7 @@ class LocalMission:
         base = self.spec.mission_file or DEFAULT_MISSION_FILE
         if not self.spec.backends:
             return base
-        data = yaml.safe_load(base.read_text(encoding="utf-8"))
+        data = load_profile_data(base)
         for device, backend in self.spec.backends.items():
             if device not in data.get("devices", {}):
                 raise ValueError(f"backends: no device {device!r} in {base}; devices: "
@@ -159,7 +164,7 @@ class LocalMission:
     def argv(self, node: Node) -> list[str]:
         argv = [sys.executable, "-m", "lunar_gs.services.cli", "run", str(node), "--mission", self.mission,
                 "--broker", self.url, "--rate", str(self.spec.rate), "--seed", str(self.spec.seed),
-                "--report", str(self.report_dir), "--mission-file", str(self.mission_file)]
+                "--report", str(self.report_dir), "--mission-file", str(self.services_profile)]
         if self.scenario_file is not None:
             argv += ["--scenario", str(self.scenario_file)]
         if self.spec.autopilot and node is Node.GROUND_CONTROL:
@@ -172,6 +177,9 @@ class LocalMission:
 
     def start(self) -> LocalMission:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        emulators, self.services_profile = start_emulators(self.mission_file, self.spec.seed,
+                                                           self.workdir / "emulators")
+        self.emulators = {emulator.kind: emulator for emulator in emulators}
         for node in ALL_NODES:
             if node in self.nodes:
                 self.start_node(node)
@@ -201,6 +209,14 @@ class LocalMission:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
 
+    def kill_emulator(self, device: str) -> None:
+        """SIGKILL a device's emulator, as a bench device losing power."""
+        self.emulators[device].kill()
+
+    def start_emulator(self, device: str) -> None:
+        """Start a device's emulator again, at the address the services know (its power-on state)."""
+        self.emulators[device].start()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         for process in self.processes.values():
             if process.poll() is None:
@@ -212,6 +228,8 @@ class LocalMission:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for emulator in self.emulators.values():
+            emulator.stop()
 
     def __enter__(self) -> LocalMission:
         return self.start()

@@ -68,6 +68,7 @@ from lunar_gs.protocols.events import Alarm, Event, Rejection, RejectionCode
 from lunar_gs.protocols.faults import (
     CATALOGUE,
     LINK_DIRECTIONS,
+    LINKED_DEVICES,
     THERMAL_COMPONENTS,
     ActiveFault,
     ActiveFaults,
@@ -481,6 +482,8 @@ def _fault_targets(kind: FaultKind) -> st.SearchStrategy[str]:
             items: list[str] = list(get_args(Joint))
         elif entry.item is TargetItem.COMPONENT:
             items = list(THERMAL_COMPONENTS[node])
+        elif entry.item is TargetItem.DEVICE:
+            items = list(LINKED_DEVICES[node])
         elif entry.item is TargetItem.DIRECTION:
             items = list(LINK_DIRECTIONS)
         else:  # a housekeeping parameter of the node

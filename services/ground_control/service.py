@@ -304,6 +304,8 @@ class GroundControl:
                                "severity": str(event.severity), "message": event.message, "data": event.data})
             if event.event == "command_expired" and isinstance(rid := event.data.get("request_id"), str):
                 self._record(self.book.on_expired(rid, event.sim_time))
+            elif event.event in ("link_lost", "link_restored"):
+                await self._device_link_alarm(node, event)
         self._activity.set()
 
     async def _on_ack(self, message: IncomingMessage) -> None:
@@ -342,6 +344,14 @@ class GroundControl:
         elif status.state is ServiceState.ONLINE and previous is ServiceState.OFFLINE:
             await self.alarm(f"service.{node}", AlarmState.CLEARED, node=node, message=f"{node} back online")
         self._activity.set()
+
+    async def _device_link_alarm(self, node: str, event: Event) -> None:
+        """A device behind a link (Modbus, serial line) lost or got back: an alarm an operator must see."""
+        name = f"{node}.{event.data.get('device', 'device')}.link"
+        if event.event == "link_lost":
+            await self.alarm(name, AlarmState.RAISED, severity=Severity.ERROR, node=node, message=event.message)
+        else:
+            await self.alarm(name, AlarmState.CLEARED, node=node, message=event.message)
 
     async def alarm(self, name: str, state: AlarmState, **fields: Any) -> None:
         alarm = await self.runtime.publish(

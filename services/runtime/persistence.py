@@ -1,30 +1,41 @@
 """A service's state on disk, so that one killed with SIGKILL resumes where it was.
 
 Written atomically (a temporary file renamed over the old one), so a kill mid-write leaves the previous
-state whole. Pickle, because device models are plain Python objects with their random generators: it
-restores them exactly. The file is the service's own, in its own data folder; never load one from
-elsewhere.
+state whole. The format is versioned JSON (`snapshot`): readable by other tools, and rebuilding only
+classes of this package. A file that cannot be read back (another version, a damaged file) is set aside
+as `*.unreadable` and the service starts afresh, saying so, rather than crashing at every restart.
 """
 
 import os
-import pickle
 import time
 from pathlib import Path
 from typing import Any
 
+import structlog
+
+from lunar_gs.services.runtime.snapshot import SnapshotError, dumps, loads
+
 
 class StateFile:
-    def __init__(self, path: Path, min_interval_s: float = 0.2) -> None:
+    def __init__(self, path: Path, min_interval_s: float = 0.2, node: str = "") -> None:
         self.path = path
+        self.node = node or path.stem
         self.min_interval_s = min_interval_s
         self._last_save = 0.0
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def load(self) -> Any | None:
         try:
-            with self.path.open("rb") as handle:
-                return pickle.load(handle)
+            data = self.path.read_bytes()
         except FileNotFoundError:
+            return None
+        try:
+            return loads(data.decode("utf-8"))
+        except (SnapshotError, UnicodeDecodeError) as exc:
+            aside = self.path.with_suffix(".unreadable")
+            os.replace(self.path, aside)
+            structlog.get_logger(__name__).error("state_unreadable", path=str(self.path), reason=str(exc),
+                                                 set_aside=str(aside))
             return None
 
     def save(self, state: Any, *, force: bool = False) -> bool:
@@ -33,8 +44,7 @@ class StateFile:
         if not force and now - self._last_save < self.min_interval_s:
             return False
         temporary = self.path.with_suffix(".tmp")
-        with temporary.open("wb") as handle:
-            pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        temporary.write_text(dumps(self.node, state, time.time()), encoding="utf-8")
         os.replace(temporary, self.path)
         self._last_save = now
         return True

@@ -55,6 +55,8 @@ class ServiceRuntime:
         self.codec = get_codec(codec)
         self.clock = SimClock()
         self.backends = dict(backends or {})
+        self.links: dict[str, str] = {}
+        """Link state of each device behind a link, set by its node; reported in the status."""
         self.event_side = event_side
         """The side this service's own events and rejections are published on."""
         self._event_topic = event_topic or self.topics.ev(event_side, node)
@@ -194,6 +196,7 @@ class ServiceRuntime:
             version=__version__,
             pid=os.getpid(),
             backends=self.backends,
+            links=self.links,
             counters=self.counters() if with_counters else {},
         )
 
@@ -206,6 +209,11 @@ class ServiceRuntime:
     async def publish_status(self, state: ServiceState) -> None:
         payload = self.codec.encode(self._status(state))
         await self.bus.publish(self.topics.status(self.node), payload, qos=1, retain=True)
+
+    async def publish_status_now(self) -> None:
+        """Republish the retained status (a device's link changed); quietly skipped while disconnected."""
+        if self.bus.connected:
+            await self.publish_status(ServiceState.ONLINE)
 
     async def _on_connect(self) -> None:
         await self.publish_status(ServiceState.ONLINE)

@@ -27,12 +27,14 @@ def test_flattening_keeps_every_spacecraft_value_and_no_envelope_field(packet: H
     fields = packet.model_dump()
     names = [j["name"] for j in fields.get("joints", ())]
     assume(len(names) == len(set(names)))  # a real arm names each joint once
+    links = [link["name"] for link in fields.get("links", ())]
+    assume(len(links) == len(set(links)) and not set(links) & set(fields) and not set(links) & set(names))
     flat = flatten_housekeeping(fields)
     assert not set(flat) & ENVELOPE_FIELDS
     for name, value in fields.items():
         if name in ENVELOPE_FIELDS:
             continue
-        if name == "joints":  # named items stand for themselves: `elbow.angle_deg`
+        if name in ("joints", "links"):  # named items stand for themselves: `elbow.angle_deg`, `drill.link_up`
             for joint in value:
                 for sub, inner in joint.items():
                     if sub != "name":

@@ -59,14 +59,14 @@ def test_bad_config_names_kind_backend_and_key(kind: str, backend: str, params: 
 def test_a_new_backend_can_be_registered() -> None:
     made = []
 
-    def factory(params, seed, start_time):  # type: ignore[no-untyped-def]
-        made.append((dict(params), seed, start_time))
+    def factory(params, seed, start_time, link):  # type: ignore[no-untyped-def]
+        made.append((dict(params), seed, start_time, link))
         return build_device("flag", "sim", {}, seed, start_time)
 
     register_backend("flag", "bench", factory)
     try:
         build_device("flag", "bench", {"port": 5000}, seed=3, start_time=1.0)
-        assert made == [({"port": 5000}, 3, 1.0)]
+        assert made == [({"port": 5000}, 3, 1.0, None)]
     finally:
         del BACKENDS["flag"]["bench"]
 

@@ -43,7 +43,7 @@ def strategy_for(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]
 def fault_specs() -> st.SearchStrategy[FaultSpec]:
     """Valid fault specs of every kind: a target of the right form, parameters within their ranges."""
     items = {TargetItem.NONE: None, TargetItem.JOINT: "elbow", TargetItem.PARAMETER: "torque_nm",
-             TargetItem.DIRECTION: "down"}
+             TargetItem.DIRECTION: "down", TargetItem.DEVICE: "drill"}
 
     def of_kind(kind: FaultKind) -> st.SearchStrategy[FaultSpec]:
         entry = CATALOGUE[kind]
@@ -75,8 +75,14 @@ def message_strategy(model: type[BaseModel]) -> st.SearchStrategy[BaseModel]:
             fields[name] = st.lists(TEXT, max_size=3).map(tuple)
         elif name in {"data", "args", "params"}:
             fields[name] = st.dictionaries(TEXT, SCALAR, max_size=4)
-        elif name == "backends":
+        elif name in ("backends", "links") and model.__name__ == "ServiceStatus":
             fields[name] = st.dictionaries(TEXT, TEXT, max_size=3)
+        elif name == "links":
+            from lunar_gs.protocols.telemetry import DeviceLinkReading
+
+            fields[name] = st.lists(st.builds(
+                DeviceLinkReading, name=st.text(min_size=1, max_size=32), backend=st.text(min_size=1, max_size=32),
+                reading_age_s=st.floats(0, 1e9)), max_size=3).map(tuple)
         elif name == "joints":
             from lunar_gs.protocols.telemetry import JointState
 

@@ -24,6 +24,7 @@ from lunar_gs.protocols.faults import (
     ARM_JOINTS,
     CATALOGUE,
     LINK_DIRECTIONS,
+    LINKED_DEVICES,
     THERMAL_COMPONENTS,
     ActiveFaults,
     FaultAction,
@@ -71,6 +72,8 @@ def _targets(kind: FaultKind, profile: MissionProfile) -> list[str]:
                 out.extend(f"{node}.{d}" for d in LINK_DIRECTIONS)
             case TargetItem.COMPONENT:
                 out.extend(f"{node}.{c}" for c in THERMAL_COMPONENTS.get(node, ()))
+            case TargetItem.DEVICE:
+                out.extend(f"{node}.{d}" for d in LINKED_DEVICES.get(node, ()))
             case TargetItem.PARAMETER:
                 model = HOUSEKEEPING_OF.get(node)
                 if model is not None:
