@@ -20,13 +20,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import baseline, kit, pipeline, profile, rehearsal, replay, side_by_side
+from benchmarks import baseline, devices, kit, pipeline, profile, rehearsal, replay, side_by_side
 from benchmarks import console as console_bench
 from benchmarks.harness import private_broker
 from lunar_gs.services.runtime.logging import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("baseline", "pipeline", "rehearsal", "side_by_side", "replay", "kit", "console")
+SECTIONS = ("baseline", "pipeline", "rehearsal", "side_by_side", "replay", "kit", "console", "devices")
 
 
 def _ints(text: str) -> list[int]:
@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--console-seconds", type=float, help="seconds per console window (default 10, quick 5)")
     p.add_argument("--console-browsers", type=int, default=5, help="operator pages of the console benchmark "
                    "(default 5)")
+    p.add_argument("--device-calls", type=int, help="calls per device measure (default 500, quick 200)")
+    p.add_argument("--device-rate", type=int, default=1000, help="rate of the bench-vs-sim rehearsals")
     p.add_argument("--profile", action="store_true", help="also profile every service under cProfile at a "
                    "fixed TM rate; .prof files and summary.txt go to --profile-dir")
     p.add_argument("--profile-rate", type=int, default=1000, help="offered TM msgs/s while profiling")
@@ -70,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.window = args.window or (8.0 if q else 15.0)
     args.replay_messages = args.replay_messages or (10_000 if q else 20_000)
     args.console_seconds = args.console_seconds or (5.0 if q else 10.0)
+    args.device_calls = args.device_calls or (200 if q else 500)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
@@ -133,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
                 results["console"] = console_bench.run(broker.url, workdir, offered=args.console_rate,
                                                        window_s=args.console_seconds,
                                                        browsers=args.console_browsers, log=log)
+            if "devices" in args.sections:
+                log("[bold]8. devices behind real links[/]: Modbus TCP and the serial line against sim")
+                results["devices"] = devices.run(broker.url, workdir, count=args.device_calls,
+                                                 rate=args.device_rate, rehearsals=True, log=log)
             if args.profile:
-                log("[bold]8. profile[/] of each service under cProfile (CPU time)")
+                log("[bold]9. profile[/] of each service under cProfile (CPU time)")
                 results["profile"] = profile.run(broker.url, workdir, args.profile_dir.resolve(),
                                                  offered=args.profile_rate, seconds=args.profile_seconds,
                                                  top=25, log=log)
@@ -261,6 +268,22 @@ def render(r: dict[str, Any]) -> Table:
                   f"{_f(w['from_publish']['p50_ms'])} / {_f(w['from_publish']['p99_ms'])}",
                   f"browsers {_f(w['browsers_cpu_pct'])} %, machine busy {_f(w['machine_busy_pct'])} % "
                   f"of {w['cores'] * 100} % (without pages {_f(wo['machine_busy_pct'])} %)")
+    dev = r.get("devices")
+    if dev:
+        for name, d in dev["devices"].items():
+            remote, sim = d["remote"], d["sim"]
+            t.add_row(f"{name}: command round trip / poll, p50 (us)",
+                      f"{_f(remote['command']['p50_us'], '{:,.0f}')} / {_f(remote['poll']['p50_us'], '{:,.0f}')}",
+                      f"sim {_f(sim['command']['p50_us'])} / {_f(sim['poll']['p50_us'])}: "
+                      f"{d['command_ratio']:,} x / {d['poll_ratio']:,} x; p99 "
+                      f"{_f(remote['command']['p99_us'], '{:,.0f}')} / {_f(remote['poll']['p99_us'], '{:,.0f}')}")
+        reh = dev.get("rehearsal")
+        if reh:
+            bench, sim_run = reh["bench"], reh["sim"]
+            t.add_row(f"nominal rehearsal at rate {reh['rate']}, bench profile / sim profile (wall s)",
+                      f"{_f(bench.get('wall_seconds'))} / {_f(sim_run.get('wall_seconds'))}",
+                      f"ratio {_f(reh.get('wall_ratio'), '{:.2f}')}; passed {bench.get('passed')} / "
+                      f"{sim_run.get('passed')}; figures {bench.get('figures')} / {sim_run.get('figures')}")
     for node, mb in r.get("service_rss_mb", {}).items():
         t.add_row(f"RSS {node} (MB) rest / load", f"{mb['rest']:.1f} / {mb['load']:.1f}", "")
     prof = r.get("profile")
