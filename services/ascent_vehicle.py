@@ -57,8 +57,8 @@ class AscentVehicleNode(DeviceNode):
         if heard is None or not self.runtime.accept_delivery(heard, Channel.EV):
             return
         if isinstance(heard, Event) and heard.event == "container_transferred":
-            await self.advance(self.runtime.clock.now())
-            self.vehicle.load_sample(float(heard.data["mass_g"]))
+            async with self.stepped_to_now():
+                self.vehicle.load_sample(float(heard.data["mass_g"]))
             self.runtime.log.info("sample_container_loaded", mass_g=heard.data["mass_g"])
 
     def housekeeping(self) -> tuple[type[Housekeeping], dict[str, Any]]:

@@ -5,8 +5,10 @@ A node subclass says only what is particular to it: its devices, how each comman
 (`CommandBinding`), how its housekeeping packet is filled, and how it reacts to other lander nodes.
 """
 
+import asyncio
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +101,10 @@ class DeviceNode:
         self._wake = Wakeup()
         self.faults = NodeFaults(runtime, self.devices, sample=self._housekeeping_sample)
         self._linked: list[LinkedDevice] | None = None
+        self._stepping = asyncio.Lock()
+        """Held while the devices are stepped and read, and while a command runs on them: a device behind a
+        link answers later, and nothing may step it in between (an event from before a command must never
+        end that command)."""
         runtime.bus.subscribe(self.topics.tc(self.side, self.node), self._on_telecommand, qos=1)
 
     # -- to be provided by each node ------------------------------------------------------------------
@@ -182,6 +188,22 @@ class DeviceNode:
 
     async def advance(self, now: float) -> None:
         """Step every device to `now` and publish what happened, in time order."""
+        async with self._stepping:
+            await self._advance(now)
+
+    @contextlib.asynccontextmanager
+    async def stepped_to_now(self) -> AsyncIterator[None]:
+        """The devices stepped to the clock's now, what happened until then reported, and held there for the
+        block (to act on them: a command, the platform shedding the drill, a sample poured)."""
+        async with self._stepping:
+            await self._advance(self.runtime.clock.now())
+            yield
+
+    def before_advance(self) -> None:
+        """Hook: what a node sets on its devices before each step (e.g. the arm's load on the bus)."""
+
+    async def _advance(self, now: float) -> None:
+        self.before_advance()
         events: list[tuple[DeviceEvent, str]] = []
         for device in self.devices:
             await settle(device.advance(now))
@@ -264,21 +286,21 @@ class DeviceNode:
             await self.runtime.reject(message, RejectionCode.INVALID_ARGUMENTS, reason, command.request_id)
             return
         await self._report(command, Stage.ACCEPTANCE)
-        await self.advance(self.runtime.clock.now())
-        binding = self.bindings()[command.command]
-        try:
-            await settle(binding.execute(args))
-        except DeviceCommandError as exc:
-            code = _FAILURE_BY_DEVICE_CODE.get(exc.code, FailureCode.EXECUTION_FAILED)
-            log.info("command_refused", reason=str(exc))
-            await self._fail(command, Stage.START, code, str(exc))
-            return
-        await self._report(command, Stage.START)
-        log.info("command_started")
-        if binding.completes_on is None:
-            await self._report(command, Stage.COMPLETION)
-        else:
-            self._pending[command.request_id] = _Pending(command, binding)
+        async with self.stepped_to_now():
+            binding = self.bindings()[command.command]
+            try:
+                await settle(binding.execute(args))
+            except DeviceCommandError as exc:
+                code = _FAILURE_BY_DEVICE_CODE.get(exc.code, FailureCode.EXECUTION_FAILED)
+                log.info("command_refused", reason=str(exc))
+                await self._fail(command, Stage.START, code, str(exc))
+                return
+            await self._report(command, Stage.START)
+            log.info("command_started")
+            if binding.completes_on is None:
+                await self._report(command, Stage.COMPLETION)
+            else:
+                self._pending[command.request_id] = _Pending(command, binding)
         self.save_state(force=True)
         self._wake.set()
 

@@ -85,12 +85,11 @@ class LanderArmNode(DeviceNode):
         slowly and rides along at the idle period (its protections report by events at once)."""
         return any(device.active() for device in (self.arm, self.container, self.flag))
 
-    async def advance(self, now: float) -> None:
+    def before_advance(self) -> None:
         # the arm's own electrical load, as it stands before this step
         bus_v = self.power.state().bus_voltage_v
         self.power.set_load("arm", bus_v * sum(j.current_a for j in self.arm.state().joints)
                             if self.arm.active() else 0.0)
-        await super().advance(now)
 
     async def on_device_event(self, event: DeviceEvent) -> None:
         if event.name == "scoop_deposited":
@@ -110,8 +109,8 @@ class LanderArmNode(DeviceNode):
         if heard is None or not self.runtime.accept_delivery(heard, Channel.EV):
             return
         if isinstance(heard, Event) and heard.event == "core_stowed":
-            await self.advance(self.runtime.clock.now())
-            accepted = await self._pour(float(heard.data["mass_g"]), "core")
+            async with self.stepped_to_now():
+                accepted = await self._pour(float(heard.data["mass_g"]), "core")
             self.runtime.log.info("core_received", offered_g=heard.data["mass_g"], accepted_g=accepted)
             self._wake.set()
 
@@ -123,9 +122,11 @@ class LanderArmNode(DeviceNode):
         heard = await self.runtime.decode(message, DrillHousekeeping, reject=False, source=Node.LANDER_DRILL)
         if heard is None:
             return
-        self._drill_load_at = heard.sim_time
-        await self.advance(self.runtime.clock.now())
-        self.power.set_load("drill", heard.power_w)
+        # paced by this node's clock, not the packet's time: a backlog of drill packets (at a high rate)
+        # must not cost one step of every device each
+        self._drill_load_at = self.runtime.clock.now() if self.runtime.clock.ready else heard.sim_time
+        async with self.stepped_to_now():
+            self.power.set_load("drill", heard.power_w)
         self._wake.set()
 
     def housekeeping(self) -> tuple[type[Housekeeping], dict[str, Any]]:

@@ -29,8 +29,8 @@ class LanderDrillNode(DeviceNode):
         if heard is None or not self.runtime.accept_delivery(heard, Channel.EV):
             return
         if isinstance(heard, Event) and heard.event == "load_shed" and heard.data.get("load") == "drill":
-            await self.advance(self.runtime.clock.now())
-            await settle(self.drill.power_cut(str(heard.message)))
+            async with self.stepped_to_now():
+                await settle(self.drill.power_cut(str(heard.message)))
             self.runtime.log.warning("drill_power_cut", bus_voltage_v=heard.data.get("bus_voltage_v"))
             self._wake.set()
 

@@ -77,6 +77,8 @@ from typing import Any
 import structlog
 from cobs import cobs
 
+from lunar_gs.hardware_sim.remote.link import json_object
+
 log = structlog.get_logger(__name__)
 
 PROTOCOL_VERSION = 1
@@ -168,12 +170,9 @@ def load_payload(data: bytes) -> dict[str, Any]:
     if not data:
         return {}
     try:
-        body = json.loads(data.decode())
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(f"payload is not UTF-8 JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise PayloadError(f"payload is not a JSON object: {type(body).__name__}")
-    return body
+        return json_object(data)
+    except ValueError as exc:
+        raise PayloadError(str(exc)) from None
 
 
 def frame_bytes(frame: Frame, *, version: int = PROTOCOL_VERSION) -> bytes:

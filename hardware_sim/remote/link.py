@@ -15,6 +15,7 @@ own firmware). Both carry exactly these operations:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -77,6 +78,17 @@ class CommandOutcome:
     @property
     def ok(self) -> bool:
         return self.code == "ok"
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A wire payload that must be one UTF-8 JSON object; ValueError saying why it is not."""
+    try:
+        body = json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"payload is not UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError(f"payload is not a JSON object: {type(body).__name__}")
+    return body
 
 
 FAULT_WORD_WATCHDOG = 0x1

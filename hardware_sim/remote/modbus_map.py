@@ -42,6 +42,7 @@ from lunar_gs.hardware_sim.remote.link import (
     DeviceIdentity,
     DeviceReading,
     WireEvent,
+    json_object,
 )
 
 WordOrder = Literal["big", "little"]
@@ -498,12 +499,9 @@ class ModbusMap:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        body = json.loads(raw.decode())
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DecodeError(f"{what}: payload is not UTF-8 JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise DecodeError(f"{what}: payload is not a JSON object")
-    return body
+        return json_object(raw)
+    except ValueError as exc:
+        raise DecodeError(f"{what}: {exc}") from None
 
 
 def event_payload(event: WireEvent) -> bytes:

@@ -5,6 +5,7 @@ events (name, time, data), refusals (code) and readings, value for value."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -174,3 +175,38 @@ async def test_the_sim_script_sees_what_the_contract_promises() -> None:
     assert ("ok", "receive", 1850.0) in container and ("refused", "receive", "wrong_mode") in container
     arm = await _trace("arm", "sim")
     assert [s[1] for s in arm if s[0] == "event"].count("scoop_deposited") == 2
+
+
+async def test_a_device_on_its_own_clock_is_read_not_stepped_and_a_stepping_host_is_refused() -> None:
+    """A bench device runs on wall time: the host only reads it, and polls it to notice its events; a
+    host configured to step it is told the device cannot be stepped (and reports the link down)."""
+    from lunar_gs.hardware_sim.remote.modbus import ModbusEmulatorServer
+
+    emulated = build_emulated("drill", _model("drill"), stepped=False)
+    async with ModbusEmulatorServer(emulated, "127.0.0.1", 0) as server:
+        url = f"tcp://127.0.0.1:{server.port}"
+        stepping = build_device("drill", "modbus_tcp", {}, SEED, START,
+                                link=LinkSettings(url=url, time="step", timeout_s=1.0, reconnect_max_s=0.5))
+        await stepping.open(first_connect_timeout_s=0.5)  # type: ignore[attr-defined]
+        try:
+            assert not stepping.link_status().up  # type: ignore[attr-defined]
+            lost = stepping.drain_events()
+            assert [e.name for e in lost] == ["link_lost"] and "cannot be stepped" in lost[0].message
+        finally:
+            await stepping.close()  # type: ignore[attr-defined]
+
+        woken = asyncio.Event()
+        bench = build_device("drill", "modbus_tcp", {}, SEED, START,
+                             link=LinkSettings(url=url, time="wall", timeout_s=1.0, poll_period_s=0.05))
+        bench.notify = woken.set  # type: ignore[attr-defined]
+        await bench.open()  # type: ignore[attr-defined]
+        try:
+            await settle(bench.self_test())  # type: ignore[attr-defined]
+            woken.clear()
+            emulated.advance_own_clock(START + 5.0)  # the bench's own clock moves on
+            await asyncio.wait_for(woken.wait(), 5.0)  # its poll noticed the new event
+            await bench.advance(START + 1.0)  # type: ignore[misc]
+            assert [e.name for e in bench.drain_events()] == ["self_test_passed"]
+            assert emulated.model.time == START + 5.0  # never stepped by the host
+        finally:
+            await bench.close()  # type: ignore[attr-defined]

@@ -84,3 +84,22 @@ def test_a_damaged_state_file_is_set_aside_and_the_service_starts_afresh(tmp_pat
     state.path.write_bytes(b"\x80pickle from an older version")
     assert state.load() is None
     assert (tmp_path / "lander-drill.unreadable").exists() and not state.path.exists()
+
+
+def test_a_resumed_service_notices_an_edited_profile_and_builds_that_device_afresh() -> None:
+    from lunar_gs.services.composition import ServiceOptions, build_devices, resume_devices, save_devices
+
+    options = ServiceOptions(node=Node.LANDER_ARM, broker_url="mqtt://127.0.0.1:1", mission="m", profile=PROFILE)
+    devices = build_devices(options, 0.0)
+    for device in devices.values():
+        device.advance(3600.0)
+    saved = loads(dumps("lander-arm", save_devices(options, list(devices.values())), 0.0))
+    same = resume_devices(options, saved, 0.0)
+    assert same["power"].state() == devices["power"].state()  # taken back as saved
+    params = {**PROFILE.devices["power"].params, "capacity_wh": 9000.0}
+    edited = PROFILE.model_copy(update={"devices": {**PROFILE.devices, "power": PROFILE.devices["power"].model_copy(
+        update={"params": params})}})
+    changed = resume_devices(ServiceOptions(node=Node.LANDER_ARM, broker_url="mqtt://127.0.0.1:1", mission="m",
+                                            profile=edited), saved, 0.0)
+    assert changed["power"].state() != devices["power"].state()  # rebuilt from the edited profile
+    assert changed["arm"].state() == devices["arm"].state()  # the others are as saved

@@ -11,11 +11,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from lunar_gs.protocols.commands import COMMAND_CATALOG, Joint, is_hazardous
+from lunar_gs.protocols.faults import LINKED_DEVICES
 from lunar_gs.protocols.nodes import Node
 from lunar_gs.protocols.telemetry import (
     ENVELOPE_FIELDS,
     ArmHousekeeping,
     AscentHousekeeping,
+    DeviceLinkReading,
     DrillHousekeeping,
     JointState,
     RelayHousekeeping,
@@ -71,7 +73,12 @@ def parameters_of(node: Node, model: type[BaseModel], profile: MissionProfile) -
             continue
         args = typing.get_args(info.annotation)
         item_model = args[0] if args and isinstance(args[0], type) and issubclass(args[0], BaseModel) else None
-        if item_model is not None and item_model in NAMED_ITEMS:
+        if item_model is DeviceLinkReading:  # one entry per device of this node behind a link
+            for device in (d for d in LINKED_DEVICES.get(node, ()) if d in profile.devices
+                           and profile.devices[d].remote):
+                out.extend(entry(f"{device}.{sub}", sub_info.annotation)
+                           for sub, sub_info in item_model.model_fields.items() if sub != "name")
+        elif item_model is not None and item_model in NAMED_ITEMS:
             for item_name in NAMED_ITEMS[item_model]:
                 out.extend(entry(f"{item_name}.{sub}", sub_info.annotation)
                            for sub, sub_info in item_model.model_fields.items() if sub != "name")
