@@ -178,13 +178,14 @@ async def test_each_link_fault_shows_at_ground_and_goes_away_when_cleared(
 
     # -- latency: +5 s on everything the drill sends down, a CHECKOUT's reports included. Crossings are
     # timed in wall time (x RATE), where a few wall milliseconds of bus are tenths of simulated seconds
-    # (and a QoS 1 hop can wait ~40 ms on TCP's delayed ACK): hence medians of several crossings, and the
-    # physical floor (nothing delayed comes sooner than the light time plus the 5 s, whatever the bus does)
+    # (and a QoS 1 hop can wait ~40 ms on TCP's delayed ACK): hence the fastest of several crossings, and
+    # the physical floor (nothing delayed comes sooner than the light time plus the 5 s, whatever the bus does)
     nominal = await crossings(bench, range(400, 405))
     await bench.order("latency", FaultKind.LINK_LATENCY, drill_target, extra_s=5.0)
     delayed = await crossings(bench, range(405, 410))
     assert min(delayed) >= MIN_LIGHT_TIME_S + 5.0, delayed
-    assert median(delayed) - median(nominal) >= 4.5, (nominal, delayed)
+    # (medians failed this with the other xdist worker busy: every nominal crossing slowed by load)
+    assert min(delayed) - min(nominal) >= 4.5, (nominal, delayed)
     assert "delayed a message" in (await bench.report("latency", FaultEffect.SYMPTOM)).detail
     if processes[Node.LANDER_DRILL].alive():  # the drill's own verification reports come down 5 s later
         checkout = await checkout_crossings(bench, "co-delayed")

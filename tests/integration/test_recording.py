@@ -151,7 +151,10 @@ async def test_replaying_a_recorded_run_gives_the_same_messages(
         await asyncio.sleep(0.2)  # nothing more arrives
     assert report.published == report.selected == report.recorded == len(run.messages)
     assert report.retained == sum(m.retain for m in run.messages)
-    assert report.p99_late_ms is not None and report.p99_late_ms < 50
+    # lateness is reported; how small it stays is test_replay_keeps_to_its_schedule_without_drift's job,
+    # on a broker of its own (here the shared broker and the other xdist worker can stall it 150 ms)
+    assert report.p99_late_ms is not None and report.max_late_ms is not None
+    assert 0.0 <= report.p99_late_ms <= report.max_late_ms
     replayed = read_recording(replay_path)
     assert essence(replayed.messages) == essence(run.messages, mission=target)
 
