@@ -277,6 +277,12 @@ def render(r: dict[str, Any]) -> Table:
                       f"sim {_f(sim['command']['p50_us'])} / {_f(sim['poll']['p50_us'])}: "
                       f"{d['command_ratio']:,} x / {d['poll_ratio']:,} x; p99 "
                       f"{_f(remote['command']['p99_us'], '{:,.0f}')} / {_f(remote['poll']['p99_us'], '{:,.0f}')}")
+        for cost in dev.get("snapshots", []):
+            t.add_row(f"drill state with {cost['backlog']:,} unconfirmed events, JSON save / load (us)",
+                      f"{_f(cost['json_save_us'], '{:,.0f}')} / {_f(cost['json_load_us'], '{:,.0f}')}",
+                      f"pickle {_f(cost['pickle_save_us'], '{:,.0f}')} / {_f(cost['pickle_load_us'], '{:,.0f}')}: "
+                      f"{cost['save_ratio']} x / {cost['load_ratio']} x; {cost['json_bytes']:,} bytes against "
+                      f"{cost['pickle_bytes']:,}")
         reh = dev.get("rehearsal")
         if reh:
             bench, sim_run = reh["bench"], reh["sim"]

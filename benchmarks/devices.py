@@ -2,7 +2,8 @@
 
 Per device: the cost of one command round trip (a command the device refuses: the whole request and
 answer, with nothing changing) and of one poll (`advance` by one simulated second: for a remote device,
-step + one snapshot read), through each backend's wire to its emulator in this process; then the nominal
+step + one snapshot read), through each backend's wire to its emulator in this process; the cost of a
+service's JSON state snapshot against the pickle it replaced (the price of a readable format); then the nominal
 rehearsal's wall time with the bench profile (three devices on Modbus TCP and the serial line, emulator
 processes) against the sim profile, same seed and rate.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import pickle
 import statistics
 import subprocess
 import sys
@@ -26,6 +28,8 @@ from lunar_gs.hardware_sim.hal import DeviceCommandError, settle
 from lunar_gs.hardware_sim.remote.emulated import build_emulated
 from lunar_gs.hardware_sim.remote.settings import LinkSettings
 from lunar_gs.services.mission import load_mission
+from lunar_gs.services.runtime.delivery import DeliveryOutbox
+from lunar_gs.services.runtime.snapshot import dumps, loads
 
 START = 1000.0
 REFUSED: dict[str, tuple[str, tuple[Any, ...]]] = {
@@ -103,8 +107,41 @@ def _rehearse(workdir: Path, url: str, profile: Path, rate: int, label: str, tim
     return entry
 
 
+def _snapshot_cost(backlog: int, repeats: int = 50) -> dict[str, Any]:
+    """One save and one load of the drill service's state (the model, and `backlog` unconfirmed 400-byte
+    events such as a fuzzed or cut-off service keeps) as the JSON snapshot, against the pickle it replaced."""
+    profile = load_mission()
+    outbox = DeliveryOutbox()
+    for seq in range(backlog):
+        outbox.track("ev", "lgs/v1/m/space/lander-drill/ev", frozenset(), seq, b"{%08d" % seq + b"x" * 390 + b"}")
+    state = {"devices": {"drill": build_device("drill", "sim", profile.devices["drill"].params, 1, START)},
+             "runtime": {"seq": {"ev": backlog}, "outbox": outbox.snapshot()}, "seen": [f"r{i}" for i in range(200)]}
+
+    def per_call_us(call: Callable[[], object]) -> float:
+        started = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        return round((time.perf_counter() - started) / repeats * 1e6, 1)
+
+    text, blob = dumps("lander-drill", state, 0.0), pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    entry = {"backlog": backlog, "json_bytes": len(text), "pickle_bytes": len(blob),
+             "json_save_us": per_call_us(lambda: dumps("lander-drill", state, 0.0)),
+             "pickle_save_us": per_call_us(lambda: pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)),
+             "json_load_us": per_call_us(lambda: loads(text)),
+             "pickle_load_us": per_call_us(lambda: pickle.loads(blob))}  # noqa: S301 - our own bytes
+    entry["save_ratio"] = round(entry["json_save_us"] / max(entry["pickle_save_us"], 0.1), 1)
+    entry["load_ratio"] = round(entry["json_load_us"] / max(entry["pickle_load_us"], 0.1), 1)
+    return entry
+
+
 def run(url: str, workdir: Path, *, count: int, rate: int, rehearsals: bool, log: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"count": count, "devices": {}}
+    out: dict[str, Any] = {"count": count, "devices": {}, "snapshots": []}
+    for backlog in (0, 1000):
+        cost = _snapshot_cost(backlog)
+        out["snapshots"].append(cost)
+        log(f"  drill state with {backlog} unconfirmed events: JSON save {cost['json_save_us']:,.0f} us, load "
+            f"{cost['json_load_us']:,.0f} us ({cost['json_bytes']:,} bytes); "
+            f"pickle {cost['pickle_save_us']:,.0f} / {cost['pickle_load_us']:,.0f} us ({cost['pickle_bytes']:,} bytes)")
     for kind, backend in CASES:
         sim = asyncio.run(_measure(kind, "sim", count))
         remote = asyncio.run(_measure(kind, backend, count))
