@@ -8,6 +8,7 @@ as `*.unreadable` and the service starts afresh, saying so, rather than crashing
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,30 @@ from lunar_gs.services.runtime.snapshot import SnapshotError, dumps, loads
 
 
 class StateFile:
-    def __init__(self, path: Path, min_interval_s: float = 0.2, node: str = "") -> None:
+    """One service's state file, rewritten whole at most every `min_interval_s`, or less often when large.
+
+    A state that grows (ground control's events and rejections under a flood of bad input) costs more to
+    write each time; the interval stretches to `cost_factor` times the last write, so that saving never
+    takes more than about a tenth of the service's time. Forced saves (a command accepted, a scenario step)
+    are always written.
+    """
+
+    def __init__(self, path: Path, min_interval_s: float = 0.2, node: str = "", *, cost_factor: float = 10.0,
+                 wall: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self.node = node or path.stem
         self.min_interval_s = min_interval_s
-        self._last_save = 0.0
+        self.cost_factor = cost_factor
+        self._wall = wall
+        self._last_save = -float("inf")
+        self.last_write_s = 0.0
+        """How long the last write took (wall seconds)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def interval_s(self) -> float:
+        """The least time between two unforced writes, now."""
+        return max(self.min_interval_s, self.cost_factor * self.last_write_s)
 
     def load(self) -> Any | None:
         try:
@@ -39,12 +58,13 @@ class StateFile:
             return None
 
     def save(self, state: Any, *, force: bool = False) -> bool:
-        """Write `state` unless the last write was under `min_interval_s` ago (wall); `force` writes anyway."""
-        now = time.monotonic()
-        if not force and now - self._last_save < self.min_interval_s:
+        """Write `state` unless the last write was under `interval_s` ago (wall); `force` writes anyway."""
+        now = self._wall()
+        if not force and now - self._last_save < self.interval_s:
             return False
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(dumps(self.node, state, time.time()), encoding="utf-8")
         os.replace(temporary, self.path)
-        self._last_save = now
+        done = self._wall()
+        self._last_save, self.last_write_s = done, done - now
         return True

@@ -86,6 +86,26 @@ def test_a_damaged_state_file_is_set_aside_and_the_service_starts_afresh(tmp_pat
     assert (tmp_path / "lander-drill.unreadable").exists() and not state.path.exists()
 
 
+def test_a_state_that_is_slow_to_write_is_written_less_often_unless_forced(tmp_path: Path) -> None:
+    """The unforced interval stretches to ten times the last write, so a growing state cannot eat its service."""
+    ticks = iter([0.0, 0.5,  # the first write takes 0.5 s: the next unforced one waits 5 s
+                  3.0,  # too soon
+                  5.6, 5.65,  # 5.1 s after the end of the first: written, in 0.05 s (the next waits 0.5 s)
+                  5.8,  # too soon
+                  6.0, 6.01,  # forced: written whatever the interval
+                  6.6, 6.61])
+    state = StateFile(tmp_path / "ground-control.json", node="ground-control", wall=lambda: next(ticks))
+    assert state.save({"n": 1})
+    assert state.interval_s == pytest.approx(5.0)
+    assert not state.save({"n": 2})
+    assert state.save({"n": 3})
+    assert state.interval_s == pytest.approx(0.5)
+    assert not state.save({"n": 4})
+    assert state.save({"n": 5}, force=True)
+    assert state.save({"n": 6})
+    assert state.load() == {"n": 6}
+
+
 def test_a_resumed_service_notices_an_edited_profile_and_builds_that_device_afresh() -> None:
     from lunar_gs.services.composition import ServiceOptions, build_devices, resume_devices, save_devices
 
