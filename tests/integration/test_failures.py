@@ -25,7 +25,6 @@ KILL_SPACING_S = 5.0
 """Wall seconds between ground control being back on the broker and the next kill (a run lasts about 45 s)."""
 
 
-
 def start_rehearsal(url: str, mission: str, report: Path, rate: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "lunar_gs.services.cli", "rehearse", str(SEEDS_DIR / "nominal.yaml"), "--rate", rate,
